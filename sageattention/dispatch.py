@@ -1,0 +1,106 @@
+"""Which kernel serves a call: the backend list, the table keyed by compute capability, and one selector.
+
+A backend is a module with two functions, imported lazily so a missing or broken build never breaks
+``import sageattention``:
+
+* ``available(device: torch.device) -> str | None``: ``None`` when it can run there, else the reason why not;
+* ``forward(q, k, v, cfg) -> (o, lse | None)``: q/k/v are HND views ``[B, H, L, D]`` (any strides) whose head
+  dim is one of the backend's ``head_dims`` (api.py zero-pads), ``cfg`` an AttentionConfig; ``o`` is
+  ``[B, Hq, Lq, D]`` (a view of any layout), ``lse`` ``[B, Hq, Lq]`` fp32.
+
+CPU tensors always go to the reference (``sageattention/reference.py``).
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+
+
+@dataclass(frozen=True)
+class Backend:
+    name: str
+    module: str
+    pv: str  # "fp16" | "fp8"
+    qk_quant_gran: str  # what sageattn asks of it
+    pv_accum_dtype: str  # what sageattn asks of it
+    head_dims: tuple  # native head dims, ascending; smaller ones are zero-padded up to the next
+    description: str
+
+
+BACKENDS = {
+    b.name: b
+    for b in (
+        Backend("sm90", "sageattention.ops.sm90", "fp8", "per_thread", "fp32+fp32", (64, 128),
+                "CUDA sm90a: TMA + wgmma INT8 QK, FP8 PV"),
+        Backend("sm89", "sageattention.ops.sm89", "fp8", "per_thread", "fp32+fp16", (64, 128),
+                "CUDA sm89: mma INT8 QK, FP8 PV"),
+        Backend("sm80", "sageattention.ops.sm80", "fp16", "per_thread", "fp32", (64, 128),
+                "CUDA sm80: mma INT8 QK, FP16 PV"),
+        Backend("triton", "sageattention.triton.backend", "fp16", "per_block", "fp32", (64, 128, 256),
+                "Triton: INT8 QK, FP16 PV"),
+        Backend("reference", "sageattention.reference", "fp16", "per_block", "fp32", (),
+                "PyTorch reference (CPU, or no GPU kernel)"),
+    )
+}
+
+# Compute capability -> backends sageattn tries, best first. Anything unknown gets DEFAULT_CHAIN.
+DISPATCH_TABLE = {
+    (8, 0): ("sm80", "triton"),
+    (8, 6): ("sm80", "triton"),
+    (8, 7): ("sm80", "triton"),
+    (8, 9): ("sm89", "triton"),
+    (9, 0): ("sm90", "sm89", "triton"),
+    (12, 0): ("sm89", "triton"),
+    (12, 1): ("sm89", "triton"),
+}
+DEFAULT_CHAIN = ("triton",)
+
+
+def chain_for(capability: Optional[tuple]) -> tuple:
+    if capability is None:
+        return ("reference",)
+    return DISPATCH_TABLE.get(tuple(capability), DEFAULT_CHAIN) + ("reference",)
+
+
+def load(name: str):
+    return importlib.import_module(BACKENDS[name].module)
+
+
+def unavailable_reason(name: str, device: torch.device) -> Optional[str]:
+    """None when backend `name` can run on `device`, else a one-line reason."""
+    if name == "reference":
+        return None
+    if device.type != "cuda":
+        return f"{name} needs a CUDA tensor (got {device.type})"
+    try:
+        module = load(name)
+    except ImportError as exc:
+        return f"{name} is not available: {exc}"
+    return module.available(device)
+
+
+def padded_head_dim(backend: Backend, head_dim: int) -> Optional[int]:
+    """Head dim the backend runs for `head_dim`, or None if it cannot serve it."""
+    if not backend.head_dims:
+        return head_dim
+    return next((d for d in backend.head_dims if d >= head_dim), None)
+
+
+def select(device: torch.device, head_dim: int) -> tuple[Backend, dict]:
+    """The backend sageattn uses for tensors on `device` with `head_dim`, and why each better one was passed over."""
+    capability = torch.cuda.get_device_capability(device) if device.type == "cuda" else None
+    skipped = {}
+    for name in chain_for(capability):
+        backend = BACKENDS[name]
+        if padded_head_dim(backend, head_dim) is None:
+            skipped[name] = f"head dim {head_dim} > {backend.head_dims[-1]}"
+            continue
+        reason = unavailable_reason(name, device)
+        if reason is None:
+            return backend, skipped
+        skipped[name] = reason
+    return BACKENDS["reference"], skipped
