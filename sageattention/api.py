@@ -31,20 +31,26 @@ def _pad_head_dim(x: torch.Tensor, target: int) -> torch.Tensor:
     return F.pad(x, (0, target - x.shape[-1]))
 
 
+def _kernel_head_dim(backend: Backend, device: torch.device, head_dim: int) -> int:
+    """The head dim `backend` runs for `head_dim` on `device`; raises KernelUnavailableError naming why not."""
+    target = padded_head_dim(backend, head_dim)
+    if target is None:
+        raise KernelUnavailableError(
+            f"the {backend.name} kernel serves head dims up to {backend.head_dims[-1]}, got {head_dim}; "
+            f"call sageattn(), which routes head dim {head_dim} to a kernel that serves it"
+        )
+    reason = unavailable_reason(backend.name, device)
+    if reason is not None:
+        raise KernelUnavailableError(f"{reason}; sageattn() picks a kernel this GPU has")
+    return target
+
+
 def _run_backend(backend: Backend, q, k, v, cfg: AttentionConfig):
     """q/k/v HND views; returns (o HND, lse)."""
     if backend.name == "reference" or q.device.type != "cuda" or _is_empty(q, k):
         return reference.attention(q, k, v, cfg)
     d = q.shape[-1]
-    target = padded_head_dim(backend, d)
-    if target is None:
-        raise KernelUnavailableError(
-            f"the {backend.name} kernel serves head dims up to {backend.head_dims[-1]}, got {d}; "
-            f"call sageattn(), which routes head dim {d} to a kernel that serves it"
-        )
-    reason = unavailable_reason(backend.name, q.device)
-    if reason is not None:
-        raise KernelUnavailableError(f"{reason}; sageattn() picks a kernel this GPU has")
+    target = _kernel_head_dim(backend, q.device, d)
     if target != d:
         q, k, v = (_pad_head_dim(x, target) for x in (q, k, v))
     o, lse = load(backend.name).forward(q, k, v, cfg)
