@@ -1,0 +1,18 @@
+:: Windows twin of build.sh: installs the package into %PREFIX%.
+@echo on
+setlocal enabledelayedexpansion
+
+for /f "delims=" %%v in ('"%PYTHON%" -c "import torch; print(torch.__version__.split('+')[0])"') do set "TORCH_VERSION=%%v"
+if errorlevel 1 exit 1
+set "SAGEATTN_LOCAL_VERSION=%SAGEATTN_CUDA_TAG%torch%TORCH_VERSION%"
+
+if "%SAGEATTN_CUDA_TAG%"=="cpu" (
+  set "SAGEATTN_SKIP_CUDA_BUILD=1"
+) else (
+  if not defined CUDA_HOME set "CUDA_HOME=%LIBRARY_PREFIX%"
+  :: torch's cpp_extension finds cl.exe through the activated vs2022 compiler package.
+  set "DISTUTILS_USE_SDK=1"
+)
+
+"%PYTHON%" -m pip install . --no-deps --no-build-isolation -vv
+if errorlevel 1 exit 1
