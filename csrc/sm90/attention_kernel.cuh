@@ -1,0 +1,228 @@
+// INT8 Q·Kᵀ / FP8 P·V attention forward for Hopper (sm_90a): one CTA serves 128 query rows of one
+// (batch, head). Warpgroup 0 produces: one thread issues TMA copies of the Q tile and of K and Vᵀ tiles into
+// a ring of kStages stages. Warpgroups 1 and 2 consume, 64 query rows each: wgmma s8 for S = Q·Kᵀ, online
+// softmax in registers, wgmma e4m3 for P·V with P straight from registers. Semantics: reference.py with
+// key_tile 64, warp_rows 16 and pv "fp8".
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include "common/sm90/mbarrier.cuh"
+#include "common/sm90/tma.cuh"
+#include "common/sm90/wgmma.cuh"
+#include "sm90/attention_params.h"
+#include "sm90/softmax.cuh"
+#include "sm90/tile.cuh"
+
+namespace sageattn::sm90 {
+
+template <class Tile>
+struct SharedTiles {
+  uint8_t* base;
+  __device__ explicit SharedTiles(uint8_t* raw)
+      : base(reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(raw) + 1023) & ~uintptr_t{1023})) {}
+  __device__ uint8_t* q() const { return base + Tile::kQOffset; }
+  __device__ uint8_t* k(int stage) const { return base + Tile::kKOffset + stage * Tile::kKBytes; }
+  __device__ uint8_t* v(int stage) const { return base + Tile::kVOffset + stage * Tile::kVBytes; }
+  __device__ uint64_t* barriers() const { return reinterpret_cast<uint64_t*>(base + Tile::kBarrierOffset); }
+  __device__ uint64_t* q_full() const { return barriers(); }
+  __device__ uint64_t* k_full(int stage) const { return barriers() + 1 + stage; }
+  __device__ uint64_t* v_full(int stage) const { return barriers() + 1 + Tile::kStages + stage; }
+  __device__ uint64_t* empty(int stage) const { return barriers() + 1 + 2 * Tile::kStages + stage; }
+};
+
+// Key tiles CTA rows [m0, m0 + kBlockM) must visit: all of them, or with a causal mask up to the last
+// key the last valid row sees.
+template <class Tile>
+__device__ __forceinline__ int key_tiles(const AttentionArgs& args, int m0) {
+  int key_end = args.len_k;
+  if (args.causal) {
+    const int last_row = min(args.len_q, m0 + Tile::kBlockM) - 1;
+    key_end = max(0, min(args.len_k, last_row + args.causal_offset + 1));
+  }
+  return (key_end + Tile::kBlockN - 1) / Tile::kBlockN;
+}
+
+template <class Tile>
+__device__ __forceinline__ void produce(const SharedTiles<Tile>& smem, const CUtensorMap* tm_q, const CUtensorMap* tm_k,
+                                        const CUtensorMap* tm_v, int m0, int head, int kv_head, int batch,
+                                        int n_tiles) {
+  if (n_tiles == 0) return;
+  mbarrier_arrive_expect_tx(smem.q_full(), Tile::kQBytes);
+  tma_load_4d(smem.q(), tm_q, smem.q_full(), 0, m0, head, batch);
+  for (int j = 0; j < n_tiles; ++j) {
+    const int stage = j % Tile::kStages;
+    mbarrier_wait(smem.empty(stage), ((j / Tile::kStages) & 1) ^ 1);
+    mbarrier_arrive_expect_tx(smem.k_full(stage), Tile::kKBytes);
+    tma_load_4d(smem.k(stage), tm_k, smem.k_full(stage), 0, j * Tile::kBlockN, kv_head, batch);
+    mbarrier_arrive_expect_tx(smem.v_full(stage), Tile::kVBytes);
+    tma_load_4d(smem.v(stage), tm_v, smem.v_full(stage), j * Tile::kBlockN, 0, kv_head, batch);
+  }
+}
+
+__device__ __forceinline__ void store_pair(void* row_ptr, int col, float x, float y, bool bf16) {
+  if (bf16) {
+    reinterpret_cast<__nv_bfloat162*>(row_ptr)[col / 2] = __floats2bfloat162_rn(x, y);
+  } else {
+    reinterpret_cast<__half2*>(row_ptr)[col / 2] = __floats2half2_rn(x, y);
+  }
+}
+
+template <class Tile, bool kPerThread, bool kTwoLevel>
+__device__ __forceinline__ void consume(const SharedTiles<Tile>& smem, const AttentionArgs& args, int consumer,
+                                        int m0, int head, int kv_head, int batch, int n_tiles) {
+  constexpr int D = Tile::kHeadDim;
+  const int warp = (threadIdx.x / 32) % 4;
+  const int lane = threadIdx.x % 32;
+  const int row_base = m0 + 64 * consumer + 16 * warp;  // first of this warp's 16 rows
+  const int rows[2] = {row_base + lane / 4, row_base + lane / 4 + 8};
+
+  // Scales (quant/spec.py with warp_rows 16): Q one per thread, K one per thread and key tile.
+  const int q_group = kPerThread ? (row_base / 16) * 8 + lane / 4 : row_base / 16;
+  const float q_scale =
+      row_base < args.len_q ? args.q_scale[(int64_t(batch) * args.heads_q + head) * args.q_groups + q_group] : 0.f;
+  const float* k_scale = args.k_scale + (int64_t(batch) * args.heads_kv + kv_head) * args.k_groups;
+
+  int key_limit[2];
+  for (int r = 0; r < 2; ++r) {
+    key_limit[r] = args.causal ? min(args.len_k - 1, rows[r] + args.causal_offset) : args.len_k - 1;
+  }
+  // Tiles reaching past this key may hold keys some row of this warp must not see.
+  const int first_masked_key = args.causal ? min(args.len_k, row_base + args.causal_offset + 1) : args.len_k;
+
+  float o[D / 2];
+  float partial[D / 2];
+  int32_t s_acc[32];
+#pragma unroll
+  for (int i = 0; i < D / 2; ++i) o[i] = partial[i] = 0.f;
+#pragma unroll
+  for (int i = 0; i < 32; ++i) s_acc[i] = 0;
+  RowState state;
+
+  if (n_tiles > 0) mbarrier_wait(smem.q_full(), 0);
+  const uint64_t desc_q = make_smem_desc<Tile::kQKSwizzle>(smem_u32(smem.q() + 64 * consumer * D));
+
+  for (int j = 0; j < n_tiles; ++j) {
+    const int stage = j % Tile::kStages;
+    const uint32_t parity = (j / Tile::kStages) & 1;
+
+    mbarrier_wait(smem.k_full(stage), parity);
+    const uint64_t desc_k = make_smem_desc<Tile::kQKSwizzle>(smem_u32(smem.k(stage)));
+    wgmma_fence();
+#pragma unroll
+    for (int kk = 0; kk < D / 32; ++kk) {
+      WgmmaS8<64>::ss(s_acc, desc_advance(desc_q, 32 * kk), desc_advance(desc_k, 32 * kk), kk > 0);
+    }
+    wgmma_commit();
+    wgmma_wait<0>();
+    fence_registers(s_acc);
+
+    const float scale = q_scale * k_scale[kPerThread ? j * 4 + lane % 4 : j];
+    float s[32];
+#pragma unroll
+    for (int i = 0; i < 32; ++i) s[i] = static_cast<float>(s_acc[i]) * scale;
+    const int key0 = j * Tile::kBlockN;
+    if (key0 + Tile::kBlockN > first_masked_key) mask_tile(s, key0, lane, key_limit);
+    float rescale[2];
+    online_softmax(s, state, rescale);
+    uint32_t p[2][4];
+    pack_p_fragments(s, p);
+
+    if constexpr (!kTwoLevel) {
+#pragma unroll
+      for (int i = 0; i < D / 2; ++i) o[i] *= rescale[(i / 2) % 2];
+    }
+    mbarrier_wait(smem.v_full(stage), parity);
+    const uint64_t desc_v = make_smem_desc<Tile::kVSwizzle>(smem_u32(smem.v(stage)));
+    wgmma_fence();
+    if constexpr (kTwoLevel) {
+      WgmmaE4m3<D>::rs(partial, p[0], desc_v, 0);
+      WgmmaE4m3<D>::rs(partial, p[1], desc_advance(desc_v, 32), 1);
+    } else {
+      WgmmaE4m3<D>::rs(o, p[0], desc_v, 1);
+      WgmmaE4m3<D>::rs(o, p[1], desc_advance(desc_v, 32), 1);
+    }
+    wgmma_commit();
+    if constexpr (kTwoLevel) {
+#pragma unroll
+      for (int i = 0; i < D / 2; ++i) o[i] *= rescale[(i / 2) % 2];  // overlaps the P·V wgmma
+    }
+    wgmma_wait<0>();
+    if constexpr (kTwoLevel) {
+      fence_registers(partial);
+    } else {
+      fence_registers(o);
+    }
+    __syncwarp();
+    if (lane == 0) mbarrier_arrive(smem.empty(stage));  // this warp is done with K and Vᵀ of the stage
+    if constexpr (kTwoLevel) {
+#pragma unroll
+      for (int i = 0; i < D / 2; ++i) o[i] += partial[i];
+    }
+  }
+
+  // Epilogue: O = acc * scale_v / sum(p * 448); rows that saw no key give 0 and LSE -inf.
+  const float* v_scale = args.v_scale + (int64_t(batch) * args.heads_kv + kv_head) * D;
+  uint8_t* out_head = static_cast<uint8_t*>(args.out) +
+                      (int64_t(batch) * args.out_stride_b + int64_t(head) * args.out_stride_h) * 2;
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const float sum = quad_sum(state.sum[r]);
+    const float inv = sum > 0.f ? 1.f / sum : 0.f;
+    if (rows[r] >= args.len_q) continue;
+    void* out_row = out_head + int64_t(rows[r]) * args.out_stride_l * 2;
+#pragma unroll
+    for (int b = 0; b < D / 8; ++b) {
+      const int col = 8 * b + 2 * (lane % 4);
+      const float2 vs = *reinterpret_cast<const float2*>(v_scale + col);
+      store_pair(out_row, col, o[4 * b + 2 * r] * inv * vs.x, o[4 * b + 2 * r + 1] * inv * vs.y, args.out_bf16);
+    }
+    if (args.lse != nullptr && lane % 4 == 0) {
+      const float lse2 = sum > 0.f ? state.max[r] + __log2f(sum) - kLog2FP8PScale : -INFINITY;
+      args.lse[(int64_t(batch) * args.heads_q + head) * args.len_q + rows[r]] = lse2 * 0.6931471805599453f;
+    }
+  }
+}
+
+template <int kHeadDim, bool kPerThread, bool kTwoLevel>
+__global__ void __launch_bounds__(AttentionTile<kHeadDim>::kThreads, 1)
+    attention_kernel(const __grid_constant__ CUtensorMap tm_q, const __grid_constant__ CUtensorMap tm_k,
+                     const __grid_constant__ CUtensorMap tm_v, const AttentionArgs args) {
+  using Tile = AttentionTile<kHeadDim>;
+  extern __shared__ uint8_t smem_raw[];
+  const SharedTiles<Tile> smem(smem_raw);
+
+  // Causal CTAs near the end of the sequence carry the most tiles: start them first.
+  const int m_block = args.causal ? gridDim.x - 1 - blockIdx.x : blockIdx.x;
+  const int m0 = m_block * Tile::kBlockM;
+  const int head = blockIdx.y;
+  const int batch = blockIdx.z;
+  const int kv_head = head / (args.heads_q / args.heads_kv);
+  const int n_tiles = key_tiles<Tile>(args, m0);
+
+  if (threadIdx.x == 0) {
+    tma_prefetch_descriptor(&tm_q);
+    tma_prefetch_descriptor(&tm_k);
+    tma_prefetch_descriptor(&tm_v);
+    mbarrier_init(smem.q_full(), 1);
+    for (int s = 0; s < Tile::kStages; ++s) {
+      mbarrier_init(smem.k_full(s), 1);
+      mbarrier_init(smem.v_full(s), 1);
+      mbarrier_init(smem.empty(s), 4 * Tile::kConsumers);  // one arrival per consumer warp
+    }
+    mbarrier_init_fence();
+  }
+  __syncthreads();
+
+  const int warpgroup = warpgroup_index();
+  if (warpgroup == 0) {
+    setmaxnreg_dec<Tile::kProducerRegs>();
+    if (threadIdx.x == 0) produce(smem, &tm_q, &tm_k, &tm_v, m0, head, kv_head, batch, n_tiles);
+  } else {
+    setmaxnreg_inc<Tile::kConsumerRegs>();
+    consume<Tile, kPerThread, kTwoLevel>(smem, args, warpgroup - 1, m0, head, kv_head, batch, n_tiles);
+  }
+}
+
+}  // namespace sageattn::sm90
