@@ -7,12 +7,13 @@ SDPA's top-left causal mask (default) and FlashAttention's bottom-right one (KV-
 
 from __future__ import annotations
 
+import functools
 from typing import Optional
 
 import torch
 import torch.nn.functional as F
 
-from . import reference
+from . import autograd, reference
 from .config import AttentionConfig
 from .dispatch import BACKENDS, Backend, load, padded_head_dim, select, unavailable_reason
 from .validation import check_qkv, check_varlen, make_config, reject_unknown_kwargs, check_causal
@@ -46,7 +47,13 @@ def _kernel_head_dim(backend: Backend, device: torch.device, head_dim: int) -> i
 
 
 def _run_backend(backend: Backend, q, k, v, cfg: AttentionConfig):
-    """q/k/v HND views; returns (o HND, lse)."""
+    """q/k/v HND views; returns (o HND, lse). Inputs that require grad get the exact-attention gradient."""
+    if autograd.needs_grad(q, k, v):
+        return autograd.attention_with_exact_grad(functools.partial(_forward_backend, backend, cfg=cfg), q, k, v, cfg)
+    return _forward_backend(backend, q, k, v, cfg)
+
+
+def _forward_backend(backend: Backend, q, k, v, cfg: AttentionConfig):
     if backend.name == "reference" or q.device.type != "cuda" or _is_empty(q, k):
         return reference.attention(q, k, v, cfg)
     d = q.shape[-1]
