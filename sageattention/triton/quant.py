@@ -1,0 +1,128 @@
+"""Quantization kernels, the Triton form of ``quant/spec.py`` (per_block: Q groups of 128 rows, K of 64).
+
+Tensors are addressed through (batch, head, row, channel) strides so HND, NHD and packed varlen inputs are
+read in place. Varlen: ``cu_seqlens`` gives each sequence's first row; batch stride is then unused.
+
+K smoothing costs two launches over K: ``column_partial_stats`` splits each (sequence, head) into
+``n_split`` row ranges and writes fp32 partial sums; ``quantize_rows`` adds those few partials (they sit in
+L2) to get the mean, subtracts it and quantizes its block. Both launches cover the whole chip even when
+B·H is small, which a single program per head looping twice over its rows would not.
+"""
+
+import triton
+import triton.language as tl
+
+
+@triton.jit
+def seq_bounds(cu_ptr, b, fixed_len, VARLEN: tl.constexpr):
+    """(first row, length) of sequence b."""
+    if VARLEN:
+        start = tl.load(cu_ptr + b)
+        return start, tl.load(cu_ptr + b + 1) - start
+    zero = tl.zeros([], dtype=tl.int32)  # tensors, not constants: callers cast them
+    return zero, zero + fixed_len
+
+
+@triton.jit
+def column_partial_stats(
+    x_ptr, sum_ptr, max_ptr, min_ptr, cu_ptr, stride_b, stride_h, stride_l, stride_d, n_heads, seq_len,
+    D: tl.constexpr, N_SPLIT: tl.constexpr, BLOCK_L: tl.constexpr, VARLEN: tl.constexpr, WITH_RANGE: tl.constexpr,
+):
+    """sum_ptr[bh, split, :] = column sums of this split's rows (fp32); WITH_RANGE: also column max and min."""
+    split, bh = tl.program_id(0), tl.program_id(1)
+    b, h = bh // n_heads, bh % n_heads
+    start, length = seq_bounds(cu_ptr, b, seq_len, VARLEN)
+    base = x_ptr + b.to(tl.int64) * stride_b + h.to(tl.int64) * stride_h + start.to(tl.int64) * stride_l
+    chunk = tl.cdiv(tl.cdiv(length, N_SPLIT), BLOCK_L) * BLOCK_L
+    lo = split * chunk
+    hi = tl.minimum(length, lo + chunk)
+    cols = tl.arange(0, D)
+    acc = tl.zeros([BLOCK_L, D], dtype=tl.float32)
+    hi_acc = tl.full([BLOCK_L, D], float("-inf"), dtype=tl.float32)
+    lo_acc = tl.full([BLOCK_L, D], float("inf"), dtype=tl.float32)
+    for r in range(lo, hi, BLOCK_L):
+        rows = r + tl.arange(0, BLOCK_L)
+        ok = (rows < hi)[:, None]
+        x = tl.load(base + rows[:, None].to(tl.int64) * stride_l + cols[None, :] * stride_d, mask=ok, other=0.0)
+        x = x.to(tl.float32)
+        acc += x
+        if WITH_RANGE:
+            hi_acc = tl.maximum(hi_acc, tl.where(ok, x, float("-inf")))
+            lo_acc = tl.minimum(lo_acc, tl.where(ok, x, float("inf")))
+    out = (bh * N_SPLIT + split) * D + cols
+    tl.store(sum_ptr + out, tl.sum(acc, axis=0))
+    if WITH_RANGE:
+        tl.store(max_ptr + out, tl.max(hi_acc, axis=0))
+        tl.store(min_ptr + out, tl.min(lo_acc, axis=0))
+
+
+@triton.jit
+def quantize_rows(
+    x_ptr, codes_ptr, scale_ptr, partial_ptr, mean_ptr, cu_ptr,
+    sxb, sxh, sxl, sxd, scb, sch, scl, n_heads, seq_len, n_groups, scale_factor,
+    D: tl.constexpr, ROWS: tl.constexpr, N_SPLIT: tl.constexpr, SMOOTH: tl.constexpr, VARLEN: tl.constexpr,
+):
+    """One group of ROWS rows -> INT8 codes (round half away from zero) and scale * scale_factor.
+
+    SMOOTH: subtract the sequence mean first (from N_SPLIT partial sums); group 0 also stores that mean."""
+    grp, bh = tl.program_id(0), tl.program_id(1)
+    b, h = bh // n_heads, bh % n_heads
+    start, length = seq_bounds(cu_ptr, b, seq_len, VARLEN)
+    if grp * ROWS >= length:
+        return
+    rows = grp * ROWS + tl.arange(0, ROWS)
+    cols = tl.arange(0, D)
+    valid = (rows < length)[:, None]
+    row_off = (start + rows)[:, None].to(tl.int64)
+    x_base = x_ptr + b.to(tl.int64) * sxb + h.to(tl.int64) * sxh
+    x = tl.load(x_base + row_off * sxl + cols[None, :] * sxd, mask=valid, other=0.0).to(tl.float32)
+    if SMOOTH:
+        splits = tl.arange(0, N_SPLIT)
+        partial = tl.load(partial_ptr + (bh * N_SPLIT + splits)[:, None] * D + cols[None, :])
+        mean = tl.sum(partial, axis=0) / length.to(tl.float32)
+        x = tl.where(valid, x - mean[None, :], 0.0)
+        if grp == 0:
+            tl.store(mean_ptr + bh * D + cols, mean)
+    amax = tl.max(tl.max(tl.abs(x), axis=1), axis=0)
+    inv = tl.where(amax > 0, tl.math.div_rn(127.0, tl.maximum(amax, 1e-30)), 0.0)
+    y = x * inv
+    codes = tl.where(y >= 0, y + 0.5, y - 0.5).to(tl.int8)
+    c_base = codes_ptr + b.to(tl.int64) * scb + h.to(tl.int64) * sch
+    tl.store(c_base + row_off * scl + cols[None, :], codes, mask=valid)
+    tl.store(scale_ptr + bh * n_groups + grp, tl.math.div_rn(amax, 127.0) * scale_factor)
+
+
+@triton.jit
+def quantize_fp8_columns(
+    x_ptr, codes_ptr, scale_ptr, mean_ptr, sum_ptr, max_ptr, min_ptr, cu_ptr,
+    sxb, sxh, sxl, sxd, scb, sch, scl, scd, n_heads, seq_len,
+    D: tl.constexpr, ROWS: tl.constexpr, N_SPLIT: tl.constexpr, SMOOTH: tl.constexpr, VARLEN: tl.constexpr,
+):
+    """V -> e4m3 with one scale per channel (amax over the sequence / 448), from the column statistics:
+    amax|x - mean| = max(max - mean, mean - min), so smoothing needs no extra pass. Group 0 stores scale, mean."""
+    grp, bh = tl.program_id(0), tl.program_id(1)
+    b, h = bh // n_heads, bh % n_heads
+    start, length = seq_bounds(cu_ptr, b, seq_len, VARLEN)
+    if grp * ROWS >= length:
+        return
+    rows = grp * ROWS + tl.arange(0, ROWS)
+    cols = tl.arange(0, D)
+    valid = (rows < length)[:, None]
+    stats = (bh * N_SPLIT + tl.arange(0, N_SPLIT))[:, None] * D + cols[None, :]
+    col_max = tl.max(tl.load(max_ptr + stats), axis=0)
+    col_min = tl.min(tl.load(min_ptr + stats), axis=0)
+    if SMOOTH:
+        mean = tl.sum(tl.load(sum_ptr + stats), axis=0) / length.to(tl.float32)
+    else:
+        mean = tl.zeros([D], dtype=tl.float32)
+    amax = tl.maximum(col_max - mean, mean - col_min)
+    inv = tl.where(amax > 0, tl.math.div_rn(448.0, tl.maximum(amax, 1e-30)), 0.0)
+    row_off = (start + rows)[:, None].to(tl.int64)
+    x = tl.load(x_ptr + b.to(tl.int64) * sxb + h.to(tl.int64) * sxh + row_off * sxl + cols[None, :] * sxd,
+                mask=valid, other=0.0).to(tl.float32)
+    y = tl.minimum(tl.maximum((x - mean[None, :]) * inv[None, :], -448.0), 448.0)
+    c_base = codes_ptr + b.to(tl.int64) * scb + h.to(tl.int64) * sch
+    tl.store(c_base + row_off * scl + cols[None, :].to(tl.int64) * scd, y.to(tl.float8e4nv), mask=valid)
+    if grp == 0:
+        tl.store(scale_ptr + bh * D + cols, tl.math.div_rn(amax, 448.0))
+        tl.store(mean_ptr + bh * D + cols, mean)
