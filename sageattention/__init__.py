@@ -10,6 +10,7 @@ from .api import (
     sageattn_qk_int8_pv_fp8_cuda_sm90,
     sageattn_varlen,
 )
+from .patch import patch_sdpa, unpatch_sdpa
 
 __all__ = [
     "__version__",
@@ -20,4 +21,6 @@ __all__ = [
     "sageattn_qk_int8_pv_fp16_cuda",
     "sageattn_qk_int8_pv_fp8_cuda",
     "sageattn_qk_int8_pv_fp8_cuda_sm90",
+    "patch_sdpa",
+    "unpatch_sdpa",
 ]
