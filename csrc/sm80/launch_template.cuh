@@ -1,0 +1,26 @@
+// Host-side launch of one attention_kernel instance. Torch-free; included by the sm80 and sm89 launchers.
+#pragma once
+#include "sm80/attention_kernel.cuh"
+
+namespace sage::attn {
+
+template <int D, typename OutT, class Value>
+cudaError_t launch_attention(const AttentionParams& p, cudaStream_t stream) {
+  constexpr int smem = smem_bytes<D, Value>();
+  auto kernel = attention_kernel<D, OutT, Value>;
+  cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+  if (err != cudaSuccess) return err;
+  const dim3 grid((p.Lq + kBlockQ - 1) / kBlockQ, p.Hq, p.B);
+  kernel<<<grid, kThreads, smem, stream>>>(p);
+  return cudaGetLastError();
+}
+
+// Calls f(std::integral_constant<int, D>) for the served head dims.
+template <typename F>
+cudaError_t with_head_dim(int d, F&& f) {
+  if (d == 64) return f(std::integral_constant<int, 64>{});
+  if (d == 128) return f(std::integral_constant<int, 128>{});
+  return cudaErrorInvalidValue;
+}
+
+}  // namespace sage::attn

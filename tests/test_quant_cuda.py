@@ -1,0 +1,89 @@
+"""The CUDA quantization kernels against sageattention/quant/spec.py, bit for bit given the kernel's own mean."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from sageattention.quant import spec
+
+pytestmark = pytest.mark.gpu
+
+
+@pytest.fixture(scope="module")
+def quant():
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    from sageattention.ops import quant as module
+    from sageattention.ops._backend import unavailable
+
+    reason = unavailable(torch.device("cuda"), "_C_quant", (8, 0), "the quantization kernels")
+    if reason is not None:
+        pytest.skip(reason)
+    return module
+
+
+def _x(b, h, length, d, dtype, layout, bias=0.0):
+    shape = (b, length, h, d) if layout == "NHD" else (b, h, length, d)
+    x = torch.randn(shape, device="cuda") * 3 + bias * torch.randn(d, device="cuda")
+    x = x.to(dtype)
+    return x.transpose(1, 2) if layout == "NHD" else x
+
+
+CASES = [(b, h, length, d, dt, lay) for (b, h, length) in [(1, 1, 1), (2, 3, 17), (1, 2, 1000), (2, 1, 4097)]
+         for d in (64, 128) for dt in (torch.float16, torch.bfloat16) for lay in ("HND", "NHD")]
+
+
+@pytest.mark.parametrize("b,h,length,d,dtype,layout", CASES)
+def test_seq_mean(quant, b, h, length, d, dtype, layout):
+    x = _x(b, h, length, d, dtype, layout, bias=5.0)
+    torch.testing.assert_close(quant.seq_mean(x), x.float().mean(dim=2), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("b,h,length,d,dtype,layout", CASES)
+@pytest.mark.parametrize("gran,warp_rows", [("per_warp", 16), ("per_warp", 32), ("per_thread", 16), ("per_thread", 32)])
+def test_int8_q_and_smoothed_k_bitwise(quant, b, h, length, d, dtype, layout, gran, warp_rows):
+    x = _x(b, h, length, d, dtype, layout, bias=10.0)
+    qg, kg = spec.q_grouping(gran, warp_rows), spec.k_grouping(gran)
+    codes, scales = quant.quant_int8(x, None, qg.rows, qg.residues)
+    ref_codes, ref_scales = spec.quantize_int8(x, qg)
+    assert torch.equal(codes, ref_codes) and torch.equal(scales, ref_scales)
+    mean = quant.seq_mean(x)
+    codes, scales = quant.quant_int8(x, mean, kg.rows, kg.residues)
+    ref_codes, ref_scales = spec.quantize_int8(x.float() - mean[:, :, None], kg)
+    assert torch.equal(codes, ref_codes) and torch.equal(scales, ref_scales)
+    assert codes.is_contiguous()
+
+
+@pytest.mark.parametrize("b,h,length,d,dtype,layout", CASES)
+@pytest.mark.parametrize("smooth_v", [False, True])
+def test_fp8_v_bitwise(quant, b, h, length, d, dtype, layout, smooth_v):
+    v = _x(b, h, length, d, dtype, layout, bias=2.0)
+    vt, scale, mean = quant.quant_v_fp8(v, smooth_v)
+    assert vt.shape == (b, h, d, -(-length // 64) * 64)
+    pad = vt.view(torch.uint8)[..., length:]
+    assert (pad == 0).all(), "keys past the end must be zero codes"
+    if smooth_v:  # quantize with the kernel's mean so summation order cannot flip a code
+        ref_mean = mean[:, :, None]
+        vf = v.float() - ref_mean
+        amax = vf.abs().amax(dim=2)
+        inv = torch.where(amax > 0, 448.0 / amax, torch.zeros_like(amax))
+        ref_codes = (vf * inv[:, :, None]).clamp(-448, 448).to(torch.float8_e4m3fn)
+        ref_scale = amax / 448.0
+        torch.testing.assert_close(mean, v.float().mean(dim=2), rtol=1e-5, atol=1e-5)
+    else:
+        ref_codes, ref_scale, ref_mean = spec.quantize_v_fp8(v, False)
+        assert (mean == 0).all()
+    codes = quant.untranspose_v(vt, length)
+    assert torch.equal(codes.view(torch.uint8), ref_codes.view(torch.uint8))
+    assert torch.equal(scale, ref_scale)
+
+
+def test_bad_inputs_raise_one_line_errors(quant):
+    x = torch.randn(1, 2, 10, 96, device="cuda", dtype=torch.float16)
+    with pytest.raises(RuntimeError, match="head dim must be 64 or 128"):
+        quant.quant_int8(x, None, 32, 1)
+    with pytest.raises(RuntimeError, match="fp16 or bf16"):
+        quant.quant_int8(x[..., :64].float(), None, 32, 1)
+    with pytest.raises(RuntimeError, match="group_rows"):
+        quant.quant_int8(x[..., :64], None, 48, 1)
