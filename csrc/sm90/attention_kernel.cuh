@@ -80,8 +80,10 @@ __device__ __forceinline__ void consume(const SharedTiles<Tile>& smem, const Att
 
   // Scales (quant/spec.py with warp_rows 16): Q one per thread, K one per thread and key tile.
   const int q_group = kPerThread ? (row_base / 16) * 8 + lane / 4 : row_base / 16;
-  const float q_scale =
-      row_base < args.len_q ? args.q_scale[(int64_t(batch) * args.heads_q + head) * args.q_groups + q_group] : 0.f;
+  const float q_scale = row_base < args.len_q
+                            ? args.q_scale[(int64_t(batch) * args.heads_q + head) * args.q_groups + q_group] *
+                                  args.qk_scale
+                            : 0.f;
   const float* k_scale = args.k_scale + (int64_t(batch) * args.heads_kv + kv_head) * args.k_groups;
 
   int key_limit[2];
@@ -162,8 +164,10 @@ __device__ __forceinline__ void consume(const SharedTiles<Tile>& smem, const Att
     }
   }
 
-  // Epilogue: O = acc * scale_v / sum(p * 448); rows that saw no key give 0 and LSE -inf.
-  const float* v_scale = args.v_scale + (int64_t(batch) * args.heads_kv + kv_head) * D;
+  // Epilogue: O = acc * scale_v / sum(p * 448) (+ mean V); rows that saw no key give 0 and LSE -inf.
+  const int64_t v_head = (int64_t(batch) * args.heads_kv + kv_head) * D;
+  const float* v_scale = args.v_scale + v_head;
+  const float* v_mean = args.v_mean != nullptr ? args.v_mean + v_head : nullptr;
   uint8_t* out_head = static_cast<uint8_t*>(args.out) +
                       (int64_t(batch) * args.out_stride_b + int64_t(head) * args.out_stride_h) * 2;
 #pragma unroll
@@ -176,7 +180,14 @@ __device__ __forceinline__ void consume(const SharedTiles<Tile>& smem, const Att
     for (int b = 0; b < D / 8; ++b) {
       const int col = 8 * b + 2 * (lane % 4);
       const float2 vs = *reinterpret_cast<const float2*>(v_scale + col);
-      store_pair(out_row, col, o[4 * b + 2 * r] * inv * vs.x, o[4 * b + 2 * r + 1] * inv * vs.y, args.out_bf16);
+      float x = o[4 * b + 2 * r] * inv * vs.x;
+      float y = o[4 * b + 2 * r + 1] * inv * vs.y;
+      if (v_mean != nullptr && sum > 0.f) {
+        const float2 vm = *reinterpret_cast<const float2*>(v_mean + col);
+        x += vm.x;
+        y += vm.y;
+      }
+      store_pair(out_row, col, x, y, args.out_bf16);
     }
     if (args.lse != nullptr && lane % 4 == 0) {
       const float lse2 = sum > 0.f ? state.max[r] + __log2f(sum) - kLog2FP8PScale : -INFINITY;

@@ -11,11 +11,13 @@
 namespace sageattn::sm90 {
 
 // What the kernel reads besides its tensor maps. Scales are fp32 and contiguous:
-// q_scale [B, Hq, q_groups] (with sm_scale * log2 e folded in), k_scale [B, Hkv, k_groups], v_scale [B, Hkv, D].
+// q_scale [B, Hq, q_groups], k_scale [B, Hkv, k_groups], v_scale and v_mean [B, Hkv, D].
 struct AttentionArgs {
   const float* q_scale;
   const float* k_scale;
   const float* v_scale;
+  const float* v_mean;  // smooth_v: added to every row that saw a key; nullptr otherwise
+  float qk_scale;       // sm_scale * log2(e): logits come out in base 2
   void* out;   // fp16 or bf16 [B, Hq, Lq, D] with the strides below (elements), D contiguous
   float* lse;  // natural-log LSE [B, Hq, Lq] contiguous, or nullptr (no K-smoothing correction: the caller adds it)
   int64_t out_stride_b, out_stride_h, out_stride_l;
