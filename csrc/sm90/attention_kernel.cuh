@@ -151,6 +151,8 @@ __device__ __forceinline__ void consume(const SharedTiles<Tile>& smem, const Att
       for (int i = 0; i < D / 2; ++i) o[i] *= rescale[(i / 2) % 2];  // overlaps the P·V wgmma
     }
     wgmma_wait<0>();
+    fence_registers(p[0]);  // the wgmma read P from these registers until now: keep them from being reused
+    fence_registers(p[1]);
     if constexpr (kTwoLevel) {
       fence_registers(partial);
     } else {
