@@ -1,0 +1,222 @@
+"""The sm90 kernel (TMA + wgmma INT8 Q·Kᵀ, FP8 P·V, sm_90a) against reference.py and fp32 attention.
+
+Semantics: reference.attention with warp_rows=16 (each warp of a 64-row consumer warpgroup owns 16 query rows) and
+key_tile=64, pv "fp8". Kernel vs reference: differences come from exp2.approx, P formed as exp2(s - m + log2 448)
+instead of exp2(s - m) * 448, fp32 summation order and the tensor core's FP8 accumulation, so an e4m3 P code flips
+only when one of those lands across a rounding boundary. Kernel vs fp32: the kernel may lose at most what
+reference.py loses on the same inputs, plus that same small slack.
+
+GPU tests set SAGEATTN_ENABLE_UNVALIDATED_SM90=1 themselves and skip unless the module loads on a 9.0 GPU.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+
+import pytest
+import torch
+
+from sageattention import reference, sageattn, sageattn_qk_int8_pv_fp8_cuda_sm90
+from sageattention.config import AttentionConfig, default_sm_scale
+
+from helpers import cosine, make_qkv, rel_l1
+from test_cuda_support import Metrics, poison_allocator, random_case
+
+gpu = pytest.mark.gpu
+WARP_ROWS = 16
+ACCUMS = ("fp32+fp32", "fp32")
+N_RANDOM = 160
+# Kernel vs reference.py, rel-L1 (see the module docstring); bf16 output rounding (8 bits) dominates for bf16.
+SAME_SEMANTICS_RL1 = {torch.float16: 4e-3, torch.bfloat16: 8e-3}
+metrics = Metrics()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _dump_metrics():
+    yield
+    metrics.dump()
+
+
+@pytest.fixture
+def sm90(monkeypatch):
+    """The backend module with the hardware gate opened, or a skip saying why it cannot run here."""
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    monkeypatch.setenv("SAGEATTN_ENABLE_UNVALIDATED_SM90", "1")
+    from sageattention.ops import sm90 as module
+
+    reason = module.available(torch.device("cuda"))
+    if reason is not None:
+        pytest.skip(reason)
+    return module
+
+
+def _cfg(d, *, causal=None, accum="fp32+fp32", gran="per_thread", smooth_k=True, smooth_v=False, lse=True,
+         sm_scale=None):
+    return AttentionConfig(
+        sm_scale=sm_scale or default_sm_scale(d), is_causal=causal is not None,
+        causal_alignment=causal or "top_left", pv="fp8", pv_accum_dtype=accum, qk_quant_gran=gran,
+        smooth_k=smooth_k, smooth_v=smooth_v, return_lse=lse, head_dim=d,
+    )
+
+
+def _reference(q, k, v, cfg):
+    return reference.attention(q, k, v, cfg, warp_rows=WARP_ROWS)
+
+
+def _check(sm90, q, k, v, cfg, label=""):
+    """q/k/v HND views. Poisoned allocator, then kernel vs reference (tight) and vs fp32 (no worse than reference)."""
+    poison_allocator()
+    o, lse = sm90.forward(q, k, v, cfg)
+    ref_o, ref_lse = _reference(q, k, v, cfg)
+    assert o.shape == ref_o.shape and o.dtype == q.dtype
+    assert not torch.isnan(o).any(), f"NaN or unwritten output {label}"
+    rl1 = rel_l1(o, ref_o) if ref_o.abs().sum() > 0 else float((o.float() - ref_o.float()).abs().max())
+    metrics.record(f"sm90/vs_reference_rel_l1/{cfg.pv_accum_dtype}", rl1)
+    assert rl1 <= SAME_SEMANTICS_RL1[q.dtype], f"rel-L1 vs reference {rl1:.2e} {label}"
+    if cfg.return_lse:
+        seen = torch.isfinite(ref_lse)
+        assert not torch.isnan(lse).any()
+        assert torch.equal(seen, torch.isfinite(lse)), "rows without keys give LSE -inf, others finite"
+        if seen.any():
+            err = float((lse[seen] - ref_lse[seen]).abs().max())
+            metrics.record("sm90/lse_abs_err", err)
+            assert err <= 2e-3 * max(1.0, float(ref_lse[seen].abs().max())), err
+    exact_o, _ = reference.exact_attention(q, k, v, is_causal=cfg.is_causal, causal_alignment=cfg.causal_alignment,
+                                           sm_scale=cfg.sm_scale)
+    if exact_o.abs().sum() > 0:
+        k_err, r_err = rel_l1(o, exact_o), rel_l1(ref_o, exact_o)
+        metrics.record("sm90/vs_fp32_rel_l1", k_err)
+        metrics.record("sm90/vs_fp32_cos", cosine(o, exact_o), worse=min)
+        assert k_err <= 1.05 * r_err + 2e-3, f"vs fp32: kernel {k_err:.4f}, reference {r_err:.4f} {label}"
+    return o, lse
+
+
+def test_unvalidated_kernel_is_not_picked(monkeypatch):
+    """Until it has passed on hardware, sageattn must not choose it (runs anywhere: the gate comes first)."""
+    from sageattention.ops import sm90 as module
+
+    monkeypatch.delenv("SAGEATTN_ENABLE_UNVALIDATED_SM90", raising=False)
+    reason = module.available(torch.device("cuda"))
+    assert reason == ("sm90 kernel not yet validated on hardware "
+                      "(set SAGEATTN_ENABLE_UNVALIDATED_SM90=1 to try it)")
+
+
+@gpu
+@pytest.mark.parametrize("d", (64, 128))
+@pytest.mark.parametrize("gran", ("per_thread", "per_warp"))
+@pytest.mark.parametrize("accum", ACCUMS)
+@pytest.mark.parametrize("length", (1, 17, 1000, 4097))
+def test_lengths_match_reference(sm90, d, gran, accum, length):
+    q, k, v = make_qkv(1, 2, 2, length, length, d, device="cuda")
+    _check(sm90, q, k, v, _cfg(d, accum=accum, gran=gran), f"L={length}")
+
+
+@gpu
+@pytest.mark.parametrize("k_bias", (5.0, 20.0))
+@pytest.mark.parametrize("dtype", (torch.float16, torch.bfloat16))
+def test_biased_k_and_bounds_vs_fp32(sm90, k_bias, dtype):
+    """K with a large per-channel offset (as real models have): smoothing keeps the kernel at the fp32 bounds."""
+    q, k, v = make_qkv(2, 4, 4, 1000, 1000, 128, dtype=dtype, device="cuda", k_bias=k_bias)
+    o, _ = _check(sm90, q, k, v, _cfg(128), f"k_bias={k_bias}")
+    exact_o, _ = reference.exact_attention(q, k, v)
+    assert cosine(o, exact_o) >= 0.999 and rel_l1(o, exact_o) <= 0.06
+
+
+@gpu
+@pytest.mark.parametrize("layout", ("HND", "NHD"))
+@pytest.mark.parametrize("heads", ((8, 2), (4, 1), (3, 3)))
+def test_layouts_and_gqa_through_public_functions(sm90, layout, heads):
+    hq, hkv = heads
+    q, k, v = make_qkv(2, hq, hkv, 300, 555, 128, device="cuda", layout=layout)
+    o, lse = sageattn(q, k, v, tensor_layout=layout, return_lse=True, backend="sm90")
+    o2 = sageattn_qk_int8_pv_fp8_cuda_sm90(q, k, v, tensor_layout=layout)
+    qh, kh, vh = ((x.transpose(1, 2) if layout == "NHD" else x) for x in (q, k, v))
+    ref_o, ref_lse = _reference(qh, kh, vh, _cfg(128))
+    ref_o = ref_o.transpose(1, 2) if layout == "NHD" else ref_o
+    assert o.shape == q.shape and rel_l1(o, ref_o) <= SAME_SEMANTICS_RL1[q.dtype]
+    assert torch.equal(o, o2), "sageattn and the named function run the same kernel"
+    assert float((lse - ref_lse).abs().max()) <= 2e-3 * float(ref_lse.abs().max())
+
+
+@gpu
+@pytest.mark.parametrize("alignment", ("top_left", "bottom_right"))
+@pytest.mark.parametrize("lengths", ((1, 1), (17, 17), (100, 300), (300, 100), (1000, 1000), (17, 4097),
+                                     (4097, 4097), (129, 64), (64, 129)))
+@pytest.mark.parametrize("d", (64, 128))
+def test_causal_both_alignments(sm90, alignment, lengths, d):
+    """Bottom-right with Lq > Lk leaves the first rows no key: the kernel must give them 0 and LSE -inf."""
+    lq, lk = lengths
+    q, k, v = make_qkv(1, 4, 2, lq, lk, d, device="cuda")
+    _check(sm90, q, k, v, _cfg(d, causal=alignment), f"{alignment} {lengths}")
+
+
+@gpu
+@pytest.mark.parametrize("length", (1, 17, 1000, 4097))
+def test_every_output_is_written(sm90, length):
+    """Outputs and LSE poisoned with NaN before the kernel runs: every element must be overwritten."""
+    from sageattention.ops import quant
+
+    q, k, v = make_qkv(2, 4, 2, length, length + 3, 64, device="cuda")
+    cfg = _cfg(64, causal="top_left")
+    qk = quant.quantize_qk(q, k, cfg, warp_rows=WARP_ROWS)
+    vt, v_scale, _ = quant.quant_v_fp8(v, False)
+    out = torch.full_like(q, float("nan"))
+    lse = torch.full(q.shape[:3], float("nan"), device="cuda")
+    sm90.run_kernel(qk, vt, v_scale, None, quant.qk_scale(cfg), out, lse, True, 0, "fp32+fp32")
+    assert not torch.isnan(out).any() and not torch.isnan(lse).any()
+    ref_o, _ = _reference(q, k, v, cfg)
+    assert rel_l1(out, ref_o) <= SAME_SEMANTICS_RL1[q.dtype]
+
+
+@gpu
+def test_extreme_inputs_give_no_nan(sm90):
+    """Large logits, an all-zero K (scale 0), constant V and a zero query row: finite outputs everywhere."""
+    q, k, v = make_qkv(1, 2, 2, 257, 257, 128, device="cuda")
+    q = q * 60
+    q[:, :, 5] = 0
+    k[:, 1] = 0
+    v[:, :, 3] = 7.0
+    o, lse = sm90.forward(q, k, v, _cfg(128))
+    assert torch.isfinite(o).all() and torch.isfinite(lse).all()
+    _check(sm90, q, k, v, _cfg(128), "extreme")
+
+
+@gpu
+def test_smooth_v(sm90):
+    q, k, v = make_qkv(1, 2, 2, 333, 333, 64, device="cuda")
+    _check(sm90, q, k, v + 3.0, _cfg(64, smooth_v=True, causal="bottom_right"), "smooth_v")
+
+
+@gpu
+def test_random_cases_match_reference(sm90):
+    rng = random.Random(torch.seed())
+    gen = torch.Generator().manual_seed(rng.randrange(2**31))
+    for _ in range(N_RANDOM):
+        case = random_case(rng, "fp8")
+        cfg = dataclasses.replace(case.cfg, pv_accum_dtype=rng.choice(ACCUMS))
+        q, k, v = case.inputs(gen)
+        _check(sm90, q, k, v, cfg, str(dataclasses.replace(case, cfg=cfg)))
+
+
+@gpu
+def test_attention_op_opcheck(sm90):
+    from sageattention.ops import quant
+
+    q, k, v = make_qkv(1, 4, 2, 200, 130, 64, device="cuda")
+    cfg = _cfg(64, causal="top_left")
+    qk = quant.quantize_qk(q, k, cfg, warp_rows=WARP_ROWS)
+    vt, vs, vm = quant.quant_v_fp8(v, True)
+    args = (qk.q8, qk.k8, vt, vs, vm, qk.q_scale, qk.k_scale, True, 0.18, True, 0, "fp32+fp32", torch.float16, True)
+    torch.library.opcheck(sm90.attention_op, args)
+
+
+@gpu
+def test_fullgraph_compile(sm90):
+    q, k, v = make_qkv(1, 2, 2, 256, 256, 128, device="cuda")
+    cfg = _cfg(128, gran="per_warp", smooth_v=True)
+    compiled = torch.compile(lambda a, b, c: sm90.forward(a, b, c, cfg), fullgraph=True)
+    o, lse = compiled(q, k, v)
+    eo, else_ = sm90.forward(q, k, v, cfg)
+    assert torch.equal(o, eo) and torch.allclose(lse, else_)
