@@ -62,7 +62,7 @@ def quantize_rows(
     sxb, sxh, sxl, sxd, scb, sch, scl, n_heads, seq_len, n_groups, scale_factor,
     D: tl.constexpr, ROWS: tl.constexpr, N_SPLIT: tl.constexpr, SMOOTH: tl.constexpr, VARLEN: tl.constexpr,
 ):
-    """One group of ROWS rows -> INT8 codes (round half away from zero) and scale * scale_factor.
+    """One group of ROWS rows -> INT8 codes (round to nearest even) and scale * scale_factor.
 
     SMOOTH: subtract the sequence mean first (from N_SPLIT partial sums); group 0 also stores that mean."""
     grp, bh = tl.program_id(0), tl.program_id(1)
@@ -85,8 +85,8 @@ def quantize_rows(
             tl.store(mean_ptr + bh * D + cols, mean)
     amax = tl.max(tl.max(tl.abs(x), axis=1), axis=0)
     inv = tl.where(amax > 0, tl.math.div_rn(127.0, tl.maximum(amax, 1e-30)), 0.0)
-    y = x * inv
-    codes = tl.where(y >= 0, y + 0.5, y - 0.5).to(tl.int8)
+    # Adding and removing 1.5 * 2**23 rounds |y| <= 2**22 to nearest-even in fp32, like torch.round.
+    codes = ((x * inv + 12582912.0) - 12582912.0).to(tl.int8)
     c_base = codes_ptr + b.to(tl.int64) * scb + h.to(tl.int64) * sch
     tl.store(c_base + row_off * scl + cols[None, :], codes, mask=valid)
     tl.store(scale_ptr + bh * n_groups + grp, tl.math.div_rn(amax, 127.0) * scale_factor)
