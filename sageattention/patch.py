@@ -85,9 +85,9 @@ def record(reason: Optional[str]) -> None:
     if key not in _logged:
         _logged.add(key)
         if reason is None:
-            logger.info("sageattention: routing scaled_dot_product_attention calls to sageattn")
+            logger.info("routing scaled_dot_product_attention calls to sageattn")
         else:
-            logger.info("sageattention: left a scaled_dot_product_attention call to PyTorch: %s", FALLBACK_REASONS[key])
+            logger.info("left a scaled_dot_product_attention call to PyTorch: %s", FALLBACK_REASONS[key])
 
 
 @torch.compiler.assume_constant_result
