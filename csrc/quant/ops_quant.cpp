@@ -1,6 +1,6 @@
 // Torch bindings of the quantization kernels (module sageattention._C_quant). Checks inputs, allocates outputs,
 // calls the torch-free launchers in launch.cu on the current stream.
-#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAStream.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/extension.h>
 
@@ -41,7 +41,7 @@ std::vector<at::Tensor> stats(const at::Tensor& x, bool want_amax, bool center, 
   if (want_amax) amax = at::empty({s.B, s.H, s.D}, f32), scale = at::empty({s.B, s.H, s.D}, f32);
   check(sq::seq_stats(s, work.data_ptr<float>(), mean.data_ptr<float>(), want_amax ? amax.data_ptr<float>() : nullptr,
                       want_amax ? scale.data_ptr<float>() : nullptr, float(amax_divisor), center,
-                      at::cuda::getCurrentCUDAStream()),
+                      c10::cuda::getCurrentCUDAStream().stream()),
         "seq_stats");
   return {mean, amax, scale};
 }
@@ -71,7 +71,7 @@ std::vector<at::Tensor> quant_int8(const at::Tensor& x, const c10::optional<at::
   const int64_t groups = (s.L + group_rows - 1) / group_rows * residues;
   auto scales = at::empty({s.B, s.H, groups}, x.options().dtype(at::kFloat));
   check(sq::quant_int8(s, mean_ptr, int(group_rows), int(residues), codes.data_ptr<int8_t>(), scales.data_ptr<float>(),
-                       at::cuda::getCurrentCUDAStream()),
+                       c10::cuda::getCurrentCUDAStream().stream()),
         "quant_int8");
   return {codes, scales};
 }
@@ -84,7 +84,7 @@ std::vector<at::Tensor> quant_v_fp8(const at::Tensor& v, bool smooth_v) {
   const int64_t l_pad = (int64_t(s.L) + 63) / 64 * 64;
   auto vt = at::empty({s.B, s.H, s.D, l_pad}, v.options().dtype(at::kFloat8_e4m3fn));
   check(sq::quant_v_fp8(s, st[0].data_ptr<float>(), st[1].data_ptr<float>(), static_cast<uint8_t*>(vt.data_ptr()),
-                        int(l_pad), at::cuda::getCurrentCUDAStream()),
+                        int(l_pad), c10::cuda::getCurrentCUDAStream().stream()),
         "quant_v_fp8");
   return {vt, st[2], st[0]};
 }

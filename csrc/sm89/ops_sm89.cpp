@@ -1,5 +1,5 @@
 // Torch binding of the sm89 kernel (module sageattention._C_sm89): INT8 Q·Kᵀ, FP8 e4m3 P·V.
-#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAStream.h>
 #include <c10/cuda/CUDAGuard.h>
 
 #include "common/torch_params.h"
@@ -40,7 +40,7 @@ std::vector<at::Tensor> attention(const at::Tensor& q8, const at::Tensor& k8, co
   auto out = sa::outputs(p, q8, out_bf16 ? at::kBFloat16 : at::kHalf, return_lse);
   if (p.Lq == 0 || p.B == 0 || p.Hq == 0) return out;
   const cudaError_t err = sa::launch_sm89(p, int(D), out_bf16 ? sa::OutType::kBf16 : sa::OutType::kHalf, mode,
-                                          at::cuda::getCurrentCUDAStream());
+                                          c10::cuda::getCurrentCUDAStream().stream());
   TORCH_CHECK(err == cudaSuccess, "sm89 attention launch failed: ", cudaGetErrorString(err));
   return out;
 }

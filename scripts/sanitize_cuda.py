@@ -1,0 +1,65 @@
+#!/usr/bin/env python3
+"""Runs compute-sanitizer (memcheck, racecheck) over a small case of every sageattention CUDA kernel.
+
+    python scripts/sanitize_cuda.py            # both tools; exit status 1 on any reported error
+    python scripts/sanitize_cuda.py --case     # the workload alone (what the sanitizer runs)
+
+Only kernels whose names contain "sage" are instrumented, so torch's own kernels cost nothing. Lengths are odd
+(partial tiles, zero-filled rows), causal and GQA are on, both head dims and every accumulation mode run."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+
+TOOLS = ("memcheck", "racecheck")
+
+
+def run_case() -> None:
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    import torch
+
+    from sageattention.config import AttentionConfig
+    from sageattention.ops import sm80, sm89
+
+    dev = torch.device("cuda")
+    for module, modes in ((sm80, ("fp32", "fp16+fp32", "fp16")), (sm89, ("fp32", "fp32+fp32", "fp32+fp16"))):
+        reason = module.available(dev)
+        if reason is not None:
+            print(f"skip {module.__name__}: {reason}")
+            continue
+        for d in (64, 128):
+            for mode in modes:
+                q = torch.randn(1, 4, 130, d, device=dev, dtype=torch.float16)
+                k, v = (torch.randn(1, 2, 77, d, device=dev, dtype=torch.float16) for _ in range(2))
+                cfg = AttentionConfig(sm_scale=d**-0.5, is_causal=True, causal_alignment="bottom_right",
+                                      pv="fp16" if module is sm80 else "fp8", pv_accum_dtype=mode,
+                                      qk_quant_gran="per_thread", smooth_v=True, return_lse=True, head_dim=d)
+                o, _ = module.forward(q, k, v, cfg)
+                torch.cuda.synchronize()
+                print(f"{module.__name__} d={d} {mode}: ok, |o| mean {o.float().abs().mean():.3f}")
+
+
+def main() -> int:
+    if "--case" in sys.argv:
+        run_case()
+        return 0
+    sanitizer = shutil.which("compute-sanitizer") or "/usr/local/cuda/bin/compute-sanitizer"
+    failed = []
+    for tool in TOOLS:
+        cmd = [sanitizer, f"--tool={tool}", "--error-exitcode=1", "--kernel-name", "regex:sage",
+               sys.executable, os.path.abspath(__file__), "--case"]
+        print("$", " ".join(cmd), flush=True)
+        result = subprocess.run(cmd, text=True, capture_output=True)
+        tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-8:])
+        print(tail, flush=True)
+        if result.returncode != 0:
+            failed.append(tool)
+    print(f"compute-sanitizer: {'errors in ' + ', '.join(failed) if failed else 'clean'} ({', '.join(TOOLS)})")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
