@@ -2,8 +2,8 @@
 
 ``with patch_sdpa(): ...`` patches while inside; ``patch_sdpa(enable=True)`` / ``unpatch_sdpa()`` switch it on
 and off for the whole process (both idempotent). The module attribute is replaced, so code that looks SDPA up
-at call time (transformers' "sdpa" attention, diffusers' native backend, torch.nn.MultiheadAttention) is
-routed; code that bound the function object earlier (``from torch.nn.functional import
+at call time (transformers' "sdpa" attention, diffusers' native backend, torch.nn.MultiheadAttention outside its
+fused inference fast path) is routed; code that bound the function object earlier (``from torch.nn.functional import
 scaled_dot_product_attention`` at import) is not. When nothing holds the patch, the exact original object is
 restored.
 
