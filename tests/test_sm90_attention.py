@@ -153,21 +153,28 @@ def test_causal_both_alignments(sm90, alignment, lengths, d):
 
 
 @gpu
+@pytest.mark.parametrize("pingpong", (True, False))
+@pytest.mark.parametrize("accum", ACCUMS)
 @pytest.mark.parametrize("length", (1, 17, 1000, 4097))
-def test_every_output_is_written(sm90, length):
-    """Outputs and LSE poisoned with NaN before the kernel runs: every element must be overwritten."""
+def test_every_output_is_written_in_both_schedules(sm90, length, accum, pingpong):
+    """Outputs and LSE poisoned with NaN before the kernel runs: every element must be overwritten, and the
+    ping-pong schedule (consumer warpgroups alternating on the tensor cores) must equal the serial one."""
     from sageattention.ops import quant
 
     q, k, v = make_qkv(2, 4, 2, length, length + 3, 64, device="cuda")
-    cfg = _cfg(64, causal="top_left")
+    cfg = _cfg(64, causal="top_left", accum=accum)
     qk = quant.quantize_qk(q, k, cfg, warp_rows=WARP_ROWS)
     vt, v_scale, _ = quant.quant_v_fp8(v, False)
-    out = torch.full_like(q, float("nan"))
-    lse = torch.full(q.shape[:3], float("nan"), device="cuda")
-    sm90.run_kernel(qk, vt, v_scale, None, quant.qk_scale(cfg), out, lse, True, 0, "fp32+fp32")
-    assert not torch.isnan(out).any() and not torch.isnan(lse).any()
+    outs = []
+    for schedule in (pingpong, not pingpong):
+        out = torch.full_like(q, float("nan"))
+        lse = torch.full(q.shape[:3], float("nan"), device="cuda")
+        sm90.run_kernel(qk, vt, v_scale, None, quant.qk_scale(cfg), out, lse, True, 0, accum, schedule)
+        assert not torch.isnan(out).any() and not torch.isnan(lse).any()
+        outs.append((out, lse))
+    assert torch.equal(outs[0][0], outs[1][0]) and torch.equal(outs[0][1], outs[1][1]), "schedules differ"
     ref_o, _ = _reference(q, k, v, cfg)
-    assert rel_l1(out, ref_o) <= SAME_SEMANTICS_RL1[q.dtype]
+    assert rel_l1(outs[0][0], ref_o) <= SAME_SEMANTICS_RL1[q.dtype]
 
 
 @gpu

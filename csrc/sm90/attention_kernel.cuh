@@ -69,10 +69,11 @@ __device__ __forceinline__ void store_pair(void* row_ptr, int col, float x, floa
   }
 }
 
-template <class Tile, bool kPerThread, bool kTwoLevel>
+template <class Tile, bool kPerThread, bool kTwoLevel, bool kPingPong>
 __device__ __forceinline__ void consume(const SharedTiles<Tile>& smem, const AttentionArgs& args, int consumer,
                                         int m0, int head, int kv_head, int batch, int n_tiles) {
   constexpr int D = Tile::kHeadDim;
+  static_assert(127 * 127 * D < (1 << 22), "Q·Kᵀ sums must fit small_int_to_float");
   const int warp = (threadIdx.x / 32) % 4;
   const int lane = threadIdx.x % 32;
   const int row_base = m0 + 64 * consumer + 16 * warp;  // first of this warp's 16 rows
@@ -96,6 +97,8 @@ __device__ __forceinline__ void consume(const SharedTiles<Tile>& smem, const Att
   float o[D / 2];
   float partial[D / 2];
   int32_t s_acc[32];
+  uint32_t p[2][4];
+  float rescale[2] = {1.f, 1.f};
 #pragma unroll
   for (int i = 0; i < D / 2; ++i) o[i] = partial[i] = 0.f;
 #pragma unroll
@@ -104,65 +107,100 @@ __device__ __forceinline__ void consume(const SharedTiles<Tile>& smem, const Att
 
   if (n_tiles > 0) mbarrier_wait(smem.q_full(), 0);
   const uint64_t desc_q = make_smem_desc<Tile::kQKSwizzle>(smem_u32(smem.q() + 64 * consumer * D));
+  auto stage_of = [](int j) { return j % Tile::kStages; };
+  auto parity_of = [](int j) { return static_cast<uint32_t>((j / Tile::kStages) & 1); };
 
-  for (int j = 0; j < n_tiles; ++j) {
-    const int stage = j % Tile::kStages;
-    const uint32_t parity = (j / Tile::kStages) & 1;
-
-    mbarrier_wait(smem.k_full(stage), parity);
-    const uint64_t desc_k = make_smem_desc<Tile::kQKSwizzle>(smem_u32(smem.k(stage)));
+  // S = Q·Kᵀ of tile j into s_acc (one commit group).
+  auto issue_qk = [&](int j) {
+    mbarrier_wait(smem.k_full(stage_of(j)), parity_of(j));
+    const uint64_t desc_k = make_smem_desc<Tile::kQKSwizzle>(smem_u32(smem.k(stage_of(j))));
     wgmma_fence();
 #pragma unroll
     for (int kk = 0; kk < D / 32; ++kk) {
       WgmmaS8<64>::ss(s_acc, desc_advance(desc_q, 32 * kk), desc_advance(desc_k, 32 * kk), kk > 0);
     }
     wgmma_commit();
-    wgmma_wait<0>();
+  };
+  // After S of tile j has landed: dequantize, mask, online softmax, P -> e4m3 fragments.
+  auto softmax = [&](int j) {
     fence_registers(s_acc);
-
     const float scale = q_scale * k_scale[kPerThread ? j * 4 + lane % 4 : j];
     float s[32];
 #pragma unroll
-    for (int i = 0; i < 32; ++i) s[i] = static_cast<float>(s_acc[i]) * scale;
+    for (int i = 0; i < 32; ++i) s[i] = small_int_to_float(s_acc[i]) * scale;
     const int key0 = j * Tile::kBlockN;
     if (key0 + Tile::kBlockN > first_masked_key) mask_tile(s, key0, lane, key_limit);
-    float rescale[2];
     online_softmax(s, state, rescale);
-    uint32_t p[2][4];
     pack_p_fragments(s, p);
-
-    if constexpr (!kTwoLevel) {
+    if constexpr (!kTwoLevel) {  // the next P·V accumulates straight into o
 #pragma unroll
       for (int i = 0; i < D / 2; ++i) o[i] *= rescale[(i / 2) % 2];
     }
-    mbarrier_wait(smem.v_full(stage), parity);
-    const uint64_t desc_v = make_smem_desc<Tile::kVSwizzle>(smem_u32(smem.v(stage)));
+  };
+  // O (+)= P·V of tile j (one commit group).
+  auto issue_pv = [&](int j) {
+    mbarrier_wait(smem.v_full(stage_of(j)), parity_of(j));
+    const uint64_t desc_v = make_smem_desc<Tile::kVSwizzle>(smem_u32(smem.v(stage_of(j))));
     wgmma_fence();
-    if constexpr (kTwoLevel) {
-      WgmmaE4m3<D>::rs(partial, p[0], desc_v, 0);
-      WgmmaE4m3<D>::rs(partial, p[1], desc_advance(desc_v, 32), 1);
-    } else {
-      WgmmaE4m3<D>::rs(o, p[0], desc_v, 1);
-      WgmmaE4m3<D>::rs(o, p[1], desc_advance(desc_v, 32), 1);
-    }
+    float(&acc)[D / 2] = kTwoLevel ? partial : o;
+    WgmmaE4m3<D>::rs(acc, p[0], desc_v, !kTwoLevel);
+    WgmmaE4m3<D>::rs(acc, p[1], desc_advance(desc_v, 32), 1);
     wgmma_commit();
     if constexpr (kTwoLevel) {
 #pragma unroll
       for (int i = 0; i < D / 2; ++i) o[i] *= rescale[(i / 2) % 2];  // overlaps the P·V wgmma
     }
-    wgmma_wait<0>();
+  };
+  // After P·V of tile j has landed: free its stage, fold the tile's partial sum in.
+  auto finish_pv = [&](int j) {
     fence_registers(p[0]);  // the wgmma read P from these registers until now: keep them from being reused
     fence_registers(p[1]);
-    if constexpr (kTwoLevel) {
-      fence_registers(partial);
-    } else {
-      fence_registers(o);
-    }
+    fence_registers(kTwoLevel ? partial : o);
     __syncwarp();
-    if (lane == 0) mbarrier_arrive(smem.empty(stage));  // this warp is done with K and Vᵀ of the stage
+    if (lane == 0) mbarrier_arrive(smem.empty(stage_of(j)));  // this warp is done with K and Vᵀ of the stage
     if constexpr (kTwoLevel) {
 #pragma unroll
       for (int i = 0; i < D / 2; ++i) o[i] += partial[i];
+    }
+  };
+
+  if constexpr (kPingPong) {
+    // The two consumer warpgroups take turns on the tensor cores: one issues P·V of tile j-1 and Q·Kᵀ of tile j
+    // while the other runs its softmax. Named barrier 1 + c means "consumer c may issue"; consumer 0 starts.
+    // Prologue and epilogue are peeled so the steady-state body has no branches around its wgmma waits
+    // (ptxas otherwise cannot prove which group a wait retires and inserts a full wait).
+    const int my_turn = 1 + consumer, other_turn = 2 - consumer;
+    if (n_tiles > 0) {
+      if (consumer == 1) named_barrier_arrive(1, 256);
+      named_barrier_sync(my_turn, 256);
+      issue_qk(0);
+      named_barrier_arrive(other_turn, 256);
+      wgmma_wait<0>();
+      softmax(0);
+      for (int j = 1; j < n_tiles; ++j) {
+        named_barrier_sync(my_turn, 256);
+        issue_pv(j - 1);
+        issue_qk(j);
+        named_barrier_arrive(other_turn, 256);
+        wgmma_wait<1>();  // groups retire in order: P·V of j-1 is done, Q·Kᵀ of j may still run
+        finish_pv(j - 1);
+        wgmma_wait<0>();
+        softmax(j);
+      }
+      named_barrier_sync(my_turn, 256);
+      issue_pv(n_tiles - 1);
+      if (consumer == 0) named_barrier_arrive(other_turn, 256);  // consumer 1's last turn needs it; 0's has none
+      wgmma_wait<0>();
+      finish_pv(n_tiles - 1);
+    }
+  } else {
+    for (int j = 0; j < n_tiles; ++j) {
+      issue_qk(j);
+      wgmma_wait<0>();
+      softmax(j);
+      issue_pv(j);
+      wgmma_wait<0>();
+      finish_pv(j);
     }
   }
 
@@ -198,7 +236,7 @@ __device__ __forceinline__ void consume(const SharedTiles<Tile>& smem, const Att
   }
 }
 
-template <int kHeadDim, bool kPerThread, bool kTwoLevel>
+template <int kHeadDim, bool kPerThread, bool kTwoLevel, bool kPingPong>
 __global__ void __launch_bounds__(AttentionTile<kHeadDim>::kThreads, 1)
     attention_kernel(const __grid_constant__ CUtensorMap tm_q, const __grid_constant__ CUtensorMap tm_k,
                      const __grid_constant__ CUtensorMap tm_v, const AttentionArgs args) {
@@ -234,7 +272,7 @@ __global__ void __launch_bounds__(AttentionTile<kHeadDim>::kThreads, 1)
     if (threadIdx.x == 0) produce(smem, &tm_q, &tm_k, &tm_v, m0, head, kv_head, batch, n_tiles);
   } else {
     setmaxnreg_inc<Tile::kConsumerRegs>();
-    consume<Tile, kPerThread, kTwoLevel>(smem, args, warpgroup - 1, m0, head, kv_head, batch, n_tiles);
+    consume<Tile, kPerThread, kTwoLevel, kPingPong>(smem, args, warpgroup - 1, m0, head, kv_head, batch, n_tiles);
   }
 }
 

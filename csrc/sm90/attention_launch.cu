@@ -4,7 +4,7 @@
 namespace sageattn::sm90 {
 namespace {
 
-template <int kHeadDim, bool kPerThread, bool kTwoLevel>
+template <int kHeadDim, bool kPerThread, bool kTwoLevel, bool kPingPong>
 std::string launch(const AttentionProblem& p, cudaStream_t stream) {
   using Tile = AttentionTile<kHeadDim>;
   CUtensorMap tm_q, tm_k, tm_v;
@@ -13,7 +13,7 @@ std::string launch(const AttentionProblem& p, cudaStream_t stream) {
   if (err.empty()) err = encode_tiled_4d(&tm_v, p.vt, Tile::kBlockN, kHeadDim, Tile::kVSwizzle);
   if (!err.empty()) return err;
 
-  auto kernel = attention_kernel<kHeadDim, kPerThread, kTwoLevel>;
+  auto kernel = attention_kernel<kHeadDim, kPerThread, kTwoLevel, kPingPong>;
   cudaError_t status =
       cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Tile::kSmemBytes);
   if (status != cudaSuccess) return std::string("cudaFuncSetAttribute: ") + cudaGetErrorString(status);
@@ -23,12 +23,20 @@ std::string launch(const AttentionProblem& p, cudaStream_t stream) {
   return status == cudaSuccess ? std::string() : std::string("sm90 attention launch: ") + cudaGetErrorString(status);
 }
 
+template <int kHeadDim, bool kPerThread, bool kTwoLevel>
+std::string launch_schedule(const AttentionProblem& p, cudaStream_t stream) {
+  return p.pingpong ? launch<kHeadDim, kPerThread, kTwoLevel, true>(p, stream)
+                    : launch<kHeadDim, kPerThread, kTwoLevel, false>(p, stream);
+}
+
 template <int kHeadDim>
 std::string launch_head_dim(const AttentionProblem& p, cudaStream_t stream) {
   if (p.per_thread) {
-    return p.two_level ? launch<kHeadDim, true, true>(p, stream) : launch<kHeadDim, true, false>(p, stream);
+    return p.two_level ? launch_schedule<kHeadDim, true, true>(p, stream)
+                       : launch_schedule<kHeadDim, true, false>(p, stream);
   }
-  return p.two_level ? launch<kHeadDim, false, true>(p, stream) : launch<kHeadDim, false, false>(p, stream);
+  return p.two_level ? launch_schedule<kHeadDim, false, true>(p, stream)
+                     : launch_schedule<kHeadDim, false, false>(p, stream);
 }
 
 }  // namespace

@@ -37,6 +37,7 @@ struct AttentionProblem {
   int head_dim = 0;        // 64 or 128
   bool per_thread = true;  // per_thread (8 Q / 4 K scales per group) or per_warp (1 / 1) scales, warp_rows 16
   bool two_level = true;   // "fp32+fp32": each tile's P·V partial in its own accumulator, added in fp32
+  bool pingpong = true;    // consumer warpgroups alternate on the tensor cores (false: each runs tile by tile)
 };
 
 // Launches on `stream`; returns an empty string or the reason it could not launch.

@@ -28,7 +28,7 @@ ByteTensor4d describe(const at::Tensor& t, const char* name) {
 void forward(const at::Tensor& q, const at::Tensor& k, const at::Tensor& vt, const at::Tensor& q_scale,
              const at::Tensor& k_scale, const at::Tensor& v_scale, const std::optional<at::Tensor>& v_mean,
              double qk_scale, at::Tensor& out, const std::optional<at::Tensor>& lse, bool causal,
-             int64_t causal_offset, bool per_thread, bool two_level) {
+             int64_t causal_offset, bool per_thread, bool two_level, bool pingpong) {
   check_cuda(q, "q", at::kChar, 4);
   check_cuda(k, "k", at::kChar, 4);
   TORCH_CHECK(vt.scalar_type() == at::kFloat8_e4m3fn || vt.scalar_type() == at::kByte,
@@ -81,6 +81,7 @@ void forward(const at::Tensor& q, const at::Tensor& k, const at::Tensor& vt, con
   p.head_dim = static_cast<int>(d);
   p.per_thread = per_thread;
   p.two_level = two_level;
+  p.pingpong = pingpong;
   auto& a = p.args;
   a.q_scale = q_scale.data_ptr<float>();
   a.k_scale = k_scale.data_ptr<float>();
@@ -115,5 +116,5 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("forward", &forward, "attention forward into out (and lse)", py::arg("q"), py::arg("k"), py::arg("vt"),
         py::arg("q_scale"), py::arg("k_scale"), py::arg("v_scale"), py::arg("v_mean"), py::arg("qk_scale"),
         py::arg("out"), py::arg("lse"), py::arg("causal"), py::arg("causal_offset"), py::arg("per_thread"),
-        py::arg("two_level"));
+        py::arg("two_level"), py::arg("pingpong") = true);
 }

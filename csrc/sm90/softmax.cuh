@@ -29,6 +29,13 @@ __device__ __forceinline__ float quad_sum(float x) {
   return x + __shfl_xor_sync(0xffffffffu, x, 2);
 }
 
+// Exact int32 -> fp32 for |x| < 2^22 without the conversion unit (which the exponentials need): added to the
+// bit pattern of 1.5 * 2^23, whose ulp is 1, x lands in the mantissa. INT8 Q·Kᵀ sums stay below 127² * 256.
+__device__ __forceinline__ float small_int_to_float(int32_t x) {
+  constexpr int32_t kMagicBits = 0x4B400000;  // 12582912.0f = 1.5 * 2^23
+  return __int_as_float(x + kMagicBits) - 12582912.0f;
+}
+
 // Four floats -> four e4m3 bytes, x0 in the lowest byte (round to nearest, saturating).
 __device__ __forceinline__ uint32_t pack_e4m3x4(float x0, float x1, float x2, float x3) {
   uint16_t lo, hi;
