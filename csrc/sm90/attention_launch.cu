@@ -1,45 +1,11 @@
-// Host launcher of the sm90 attention kernel: tensor maps, template choice, launch. Torch-free.
-#include "sm90/attention_kernel.cuh"
+// Entry point of the sm90 attention launcher: checks the problem and picks the head-dim instance. Torch-free.
+#include "sm90/attention_params.h"
 
 namespace sageattn::sm90 {
-namespace {
-
-template <int kHeadDim, bool kPerThread, bool kTwoLevel, bool kPingPong>
-std::string launch(const AttentionProblem& p, cudaStream_t stream) {
-  using Tile = AttentionTile<kHeadDim>;
-  CUtensorMap tm_q, tm_k, tm_v;
-  std::string err = encode_tiled_4d(&tm_q, p.q, kHeadDim, Tile::kBlockM, Tile::kQKSwizzle);
-  if (err.empty()) err = encode_tiled_4d(&tm_k, p.k, kHeadDim, Tile::kBlockN, Tile::kQKSwizzle);
-  if (err.empty()) err = encode_tiled_4d(&tm_v, p.vt, Tile::kBlockN, kHeadDim, Tile::kVSwizzle);
-  if (!err.empty()) return err;
-
-  auto kernel = attention_kernel<kHeadDim, kPerThread, kTwoLevel, kPingPong>;
-  cudaError_t status =
-      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Tile::kSmemBytes);
-  if (status != cudaSuccess) return std::string("cudaFuncSetAttribute: ") + cudaGetErrorString(status);
-  const dim3 grid((p.args.len_q + Tile::kBlockM - 1) / Tile::kBlockM, p.args.heads_q, p.batch);
-  kernel<<<grid, Tile::kThreads, Tile::kSmemBytes, stream>>>(tm_q, tm_k, tm_v, p.args);
-  status = cudaGetLastError();
-  return status == cudaSuccess ? std::string() : std::string("sm90 attention launch: ") + cudaGetErrorString(status);
-}
-
-template <int kHeadDim, bool kPerThread, bool kTwoLevel>
-std::string launch_schedule(const AttentionProblem& p, cudaStream_t stream) {
-  return p.pingpong ? launch<kHeadDim, kPerThread, kTwoLevel, true>(p, stream)
-                    : launch<kHeadDim, kPerThread, kTwoLevel, false>(p, stream);
-}
-
+namespace detail {
 template <int kHeadDim>
-std::string launch_head_dim(const AttentionProblem& p, cudaStream_t stream) {
-  if (p.per_thread) {
-    return p.two_level ? launch_schedule<kHeadDim, true, true>(p, stream)
-                       : launch_schedule<kHeadDim, true, false>(p, stream);
-  }
-  return p.two_level ? launch_schedule<kHeadDim, false, true>(p, stream)
-                     : launch_schedule<kHeadDim, false, false>(p, stream);
-}
-
-}  // namespace
+std::string launch_head_dim(const AttentionProblem& p, cudaStream_t stream);  // attention_hd{64,128}.cu
+}  // namespace detail
 
 std::string attention_forward(const AttentionProblem& p, cudaStream_t stream) {
   if (p.batch == 0 || p.args.len_q == 0 || p.args.heads_q == 0) return {};
@@ -48,9 +14,9 @@ std::string attention_forward(const AttentionProblem& p, cudaStream_t stream) {
   if (p.args.heads_q > 65535 || p.batch > 65535) return "more than 65535 heads or batches";
   switch (p.head_dim) {
     case 64:
-      return launch_head_dim<64>(p, stream);
+      return detail::launch_head_dim<64>(p, stream);
     case 128:
-      return launch_head_dim<128>(p, stream);
+      return detail::launch_head_dim<128>(p, stream);
     default:
       return "the sm90 kernel serves head dims 64 and 128, got " + std::to_string(p.head_dim);
   }
