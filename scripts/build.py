@@ -8,13 +8,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from buildtools import BuildToolError, channel, conda, index, matrix, test, wheels  # noqa: E402
+from buildtools import BuildToolError, channel, cibuildwheel, conda, docker, index, matrix, test, wheels  # noqa: E402
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="build.py", description=__doc__)
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="SUBCOMMAND")
-    for module in (matrix, conda, wheels, index, test, channel):
+    for module in (matrix, conda, wheels, index, test, channel, cibuildwheel, docker):
         module.register(subparsers)
     args = parser.parse_args(argv)
     try:
