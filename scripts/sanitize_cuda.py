@@ -49,7 +49,7 @@ def main() -> int:
     sanitizer = shutil.which("compute-sanitizer") or "/usr/local/cuda/bin/compute-sanitizer"
     failed = []
     for tool in TOOLS:
-        cmd = [sanitizer, f"--tool={tool}", "--error-exitcode=1", "--kernel-name", "regex:sage",
+        cmd = [sanitizer, f"--tool={tool}", "--error-exitcode=1", "--kernel-name", "kns=sage",
                sys.executable, os.path.abspath(__file__), "--case"]
         print("$", " ".join(cmd), flush=True)
         result = subprocess.run(cmd, text=True, capture_output=True)

@@ -123,9 +123,9 @@ def test_awkward_lengths(name, lq, lk, alignment):
 
 
 @pytest.mark.parametrize("name", BACKENDS)
-@pytest.mark.parametrize("scale", [1e-3, 300.0])
+@pytest.mark.parametrize("scale", [1e-3, 3000.0])
 def test_no_nan_at_fp16_extremes(name, scale):
-    """Huge or tiny Q/K/V (|x| up to 3e4 after scaling randn) quantize and softmax without overflow."""
+    """Tiny (~1e-3) or huge (up to ~1.5e4) Q/K/V quantize, exponentiate and accumulate without inf or NaN."""
     module = _backend(name)
     gen = torch.Generator().manual_seed(torch.seed() % 2**31)
     q, k, v = (torch.randn(1, 2, 333, 128, generator=gen).mul(scale).clamp(-6e4, 6e4).cuda().half() for _ in range(3))

@@ -73,7 +73,7 @@ cudaError_t quant_v_fp8(const Strided16& v, const float* mean, const float* amax
     using T = decltype(tag);
     return with_head_dim(v.D, [&](auto d) {
       dim3 grid(l_pad / 64, v.H, v.B);
-      quant_v_fp8_kernel<T, decltype(d)::value><<<grid, kThreads, 0, stream>>>(static_cast<const T*>(v.ptr), v.stride_b, v.stride_h,
+      quant_v_fp8_kernel<T, decltype(d)::value><<<grid, decltype(d)::value, 0, stream>>>(static_cast<const T*>(v.ptr), v.stride_b, v.stride_h,
                                                                 v.stride_l, v.L, mean, amax, vt, l_pad);
       return cudaGetLastError();
     });

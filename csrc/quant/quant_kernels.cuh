@@ -34,6 +34,7 @@ __global__ void __launch_bounds__(kThreads) seq_stats_partial(const T* x, int64_
 #pragma unroll
   for (int i = 0; i < 8; ++i) sum[i] = 0.f, mx[i] = -INFINITY, mn[i] = INFINITY;
   const int r_end = min(L, (split + 1) * kStatsRowsPerSplit);
+#pragma unroll 4
   for (int r = split * kStatsRowsPerSplit + s.sub; r < r_end; r += S::kRowsPerPass) {
     float v[8];
     load8(base + r * sl, v);
@@ -72,7 +73,7 @@ __global__ void seq_stats_finish(const float* work, int splits, int L, int D, in
     const float c0 = center ? mean : 0.f;
     const float amax = L > 0 ? fmaxf(m - c0, c0 - n) : 0.f;
     amax_out[i] = amax;
-    scale_out[i] = __fdiv_rn(amax, amax_divisor);
+    scale_out[i] = amax * __frcp_rn(amax_divisor);  // torch divides by a scalar this way
   }
 }
 
@@ -116,7 +117,7 @@ __global__ void __launch_bounds__(kThreads) quant_int8_kernel(const T* x, int64_
     if (row >= L) continue;
     const int g = residues == 8 ? (row & 7) : residues == 4 ? ((row & 7) >> 1) : 0;
     const float amax = __uint_as_float(group_amax[g]);
-    const float inv = amax > 0.f ? __fdiv_rn(127.f, amax) : 0.f;  // bit-exact with quant/spec.py
+    const float inv = amax > 0.f ? __frcp_rn(amax) * 127.f : 0.f;  // = torch's 127 / amax, so codes match spec.py
     uint32_t w[2] = {0u, 0u};
 #pragma unroll
     for (int i = 0; i < 8; ++i) {
@@ -126,48 +127,47 @@ __global__ void __launch_bounds__(kThreads) quant_int8_kernel(const T* x, int64_
     *reinterpret_cast<uint2*>(codes + ((int64_t(b) * H + h) * L + row) * D + s.col) = make_uint2(w[0], w[1]);
   }
   if (threadIdx.x < residues) {
-    scales[(int64_t(b) * H + h) * n_groups + blk * residues + threadIdx.x] = __fdiv_rn(__uint_as_float(group_amax[threadIdx.x]), 127.f);
+    scales[(int64_t(b) * H + h) * n_groups + blk * residues + threadIdx.x] = __uint_as_float(group_amax[threadIdx.x]) * (1.f / 127.f);
   }
 }
 
-// FP8 V: 64 keys per CTA, quantized per channel, transposed through shared memory into [B, H, D, l_pad].
+// FP8 V: one CTA per 64 keys, D threads; a thread owns 2 channels x 32 keys, so the transpose and the key
+// permutation happen in registers: it reads 32 rows of 4 bytes (a warp reads 128 contiguous bytes per row) and
+// writes 32 contiguous bytes per channel.
 template <typename T, int D>
-__global__ void __launch_bounds__(kThreads) quant_v_fp8_kernel(const T* v, int64_t sb, int64_t sh, int64_t sl, int L,
-                                                               const float* mean, const float* amax, uint8_t* vt,
-                                                               int l_pad) {
-  using S = RowSlice<T, D>;
-  constexpr int kKeys = 64, kRowBytes = kKeys + 16;  // +16: rows start in different banks, stay 16-byte aligned
-  const S s;
+__global__ void __launch_bounds__(D) quant_v_fp8_kernel(const T* v, int64_t sb, int64_t sh, int64_t sl, int L,
+                                                       const float* mean, const float* amax, uint8_t* vt, int l_pad) {
+  constexpr int kKeys = 32;
+  const int pair = threadIdx.x % (D / 2), half = threadIdx.x / (D / 2), c = 2 * pair;
   const int tile = blockIdx.x, h = blockIdx.y, b = blockIdx.z, H = gridDim.y;
-  __shared__ __align__(16) uint8_t st[D][kRowBytes];
   const int64_t bh = int64_t(b) * H + h;
-  float mu[8], inv[8];
+  const int key0 = tile * 64 + half * kKeys;
+  float mu[2], inv[2];
 #pragma unroll
-  for (int i = 0; i < 8; ++i) {
-    mu[i] = mean[bh * D + s.col + i];
-    const float a = amax[bh * D + s.col + i];
-    inv[i] = a > 0.f ? __fdiv_rn(448.f, a) : 0.f;
+  for (int i = 0; i < 2; ++i) {
+    mu[i] = mean[bh * D + c + i];
+    const float a = amax[bh * D + c + i];
+    inv[i] = a > 0.f ? __frcp_rn(a) * 448.f : 0.f;  // = torch's 448 / amax
   }
-  const T* base = v + b * sb + h * sh + s.col;
-  for (int k = s.sub; k < kKeys; k += S::kRowsPerPass) {
-    const int key = tile * kKeys + k;
-    float x[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
-    if (key < L) {
-      load8(base + key * sl, x);
+  const T* base = v + b * sb + h * sh + c;
+  uint32_t raw[kKeys];
 #pragma unroll
-      for (int i = 0; i < 8; ++i) x[i] = (x[i] - mu[i]) * inv[i];
-    }
+  for (int k = 0; k < kKeys; ++k) raw[k] = key0 + k < L ? *reinterpret_cast<const uint32_t*>(base + int64_t(key0 + k) * sl) : 0u;
+  uint32_t out[2][kKeys / 4] = {};
+#pragma unroll
+  for (int k = 0; k < kKeys; ++k) {
+    const float2 x = Vec16<T>::to_float2(raw[k]);
+    const bool ok = key0 + k < L;  // padding keys are zero codes, not quantized -mean
+    const float q0 = ok ? (x.x - mu[0]) * inv[0] : 0.f, q1 = ok ? (x.y - mu[1]) * inv[1] : 0.f;
     const int pos = (k & ~15) + v16_position(k & 15);
-#pragma unroll
-    for (int i = 0; i < 8; ++i) {
-      st[s.col + i][pos] = __nv_cvt_float_to_fp8(x[i], __NV_SATFINITE, __NV_E4M3);
-    }
+    out[0][pos / 4] |= uint32_t(__nv_cvt_float_to_fp8(q0, __NV_SATFINITE, __NV_E4M3)) << (8 * (pos % 4));
+    out[1][pos / 4] |= uint32_t(__nv_cvt_float_to_fp8(q1, __NV_SATFINITE, __NV_E4M3)) << (8 * (pos % 4));
   }
-  __syncthreads();
-  for (int i = threadIdx.x; i < D * (kKeys / 16); i += kThreads) {
-    const int c = i / (kKeys / 16), chunk = i % (kKeys / 16);
-    *reinterpret_cast<uint4*>(vt + (bh * D + c) * l_pad + tile * kKeys + chunk * 16) =
-        *reinterpret_cast<const uint4*>(&st[c][chunk * 16]);
+#pragma unroll
+  for (int i = 0; i < 2; ++i) {
+    uint4* dst = reinterpret_cast<uint4*>(vt + (bh * D + c + i) * l_pad + key0);
+    dst[0] = make_uint4(out[i][0], out[i][1], out[i][2], out[i][3]);
+    dst[1] = make_uint4(out[i][4], out[i][5], out[i][6], out[i][7]);
   }
 }
 

@@ -1,6 +1,6 @@
 // The attention mainloop shared by the sm80 (FP16 P·V) and sm89 (FP8 P·V) kernels. Torch-free.
 //
-// One CTA: 128 queries of one (batch, head), 8 warps of 16 rows. Per 64-key tile: S = Q8·K8ᵀ with the
+// One CTA: 16 queries per warp (kWarps warps) of one (batch, head). Per 64-key tile: S = Q8·K8ᵀ with the
 // m16n8k32 s8 mma, dequantized by the per-row Q scale and per-column K scale (quant/spec.py groupings), an
 // online base-2 softmax in registers, then P·V through the `Value` policy (value_fp16.cuh, sm89/value_fp8.cuh),
 // which owns V's shared-memory tile, its mma and the output accumulator. K and V tiles are double-buffered
@@ -16,7 +16,12 @@
 
 namespace sage::attn {
 
-constexpr int kWarps = 8;
+// 4 warps (64 queries) per CTA: at ~220 registers per thread two CTAs share an SM and overlap each other's
+// barriers and tile loads. SAGE_ATTN_WARPS=8 builds the 128-query variant for comparison (NOTES.md).
+#ifndef SAGE_ATTN_WARPS
+#define SAGE_ATTN_WARPS 4
+#endif
+constexpr int kWarps = SAGE_ATTN_WARPS;
 constexpr int kThreads = kWarps * 32;
 constexpr int kBlockQ = kWarps * 16;
 constexpr int kBlockK = 64;
