@@ -227,3 +227,17 @@ def test_fullgraph_compile(sm90):
     o, lse = compiled(q, k, v)
     eo, else_ = sm90.forward(q, k, v, cfg)
     assert torch.equal(o, eo) and torch.allclose(lse, else_)
+
+
+def test_p_fragment_key_order_matches_quantized_v():
+    """CPU check of the layout contract between csrc/sm90/softmax.cuh and ops/quant.py: register byte e of A
+    fragment register 2*half + r (lane l) holds key 16*half + 8*(e//2) + 2*(l%4) + e%2 of the k32 step, and wgmma
+    multiplies it with Vᵀ column 16*half + 4*(l%4) + e, where the quantized Vᵀ stores key V16_POSITION⁻¹(column)."""
+    from sageattention.ops.quant import V16_POSITION
+
+    for lane_quad in range(4):
+        for half in range(2):
+            for e in range(4):
+                key = 16 * half + 8 * (e // 2) + 2 * lane_quad + e % 2  # what pack_p_fragments puts there
+                column = 16 * half + 4 * lane_quad + e  # the A fragment column of that byte (PTX ISA layout)
+                assert 16 * (key // 16) + V16_POSITION[key % 16] == column, (lane_quad, half, e)
