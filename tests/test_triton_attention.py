@@ -218,7 +218,7 @@ def test_quantization_matches_spec(lk, varlen, seed):
     rk8, rks = quantize_int8(k.float() - mean, k_grouping("per_block"))
     assert torch.allclose(km, mean.squeeze(2), rtol=1e-5, atol=1e-5)
     assert torch.allclose(qs, rqs * factor, rtol=1e-6) and torch.allclose(ks, rks, rtol=1e-5)
-    assert (q8 != rq8).float().mean() < 1e-4  # exact .5 ties (~1e-5 of codes) may round either way;: the kernel may contract x * inv + c into one fma
+    assert (q8 != rq8).float().mean() < 1e-4  # exact .5 ties (~1e-5 of codes) may round either way (fma contraction too)
     diff = (k8.int() - rk8.int()).abs()
     assert diff.max() <= 1 and diff.float().mean() < 1e-3  # the mean's rounding may flip a tie-near code
 
