@@ -50,12 +50,17 @@ FALLBACK_REASONS = {
     "heads": "q heads differ from k/v heads without enable_gqa=True, or are not a multiple of them",
     "scale": "scale is not a positive finite number",
     "empty": "a q, k or v dimension is zero",
+    "short_query": "fewer queries than patch.MIN_QUERY_LEN",
     "argument": "an argument sageattn does not take (nested tensor, non-bool is_causal, or a newer SDPA keyword)",
     "no_kernel": "no sageattention GPU kernel for this GPU and head dim (the PyTorch reference is slower than SDPA)",
 }
 
 # Device types whose calls are routed. Tests add "cpu" to run the routing through the PyTorch reference.
 ROUTED_DEVICE_TYPES = ("cuda",)
+# Calls with fewer queries stay with SDPA. With few queries (decoding) attention is bound by reading K and V,
+# and sageattn reads K once more to quantize it, so it cannot win there; the crossover is a measurement for
+# benchmarks/, so the default routes every length.
+MIN_QUERY_LEN = 1
 
 _original_sdpa = F.scaled_dot_product_attention
 _counts: Counter = Counter()
@@ -123,6 +128,8 @@ def fallback_reason(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=
     hkv, lk = key.shape[1], key.shape[2]
     if b == 0 or hq == 0 or hkv == 0 or lq == 0 or lk == 0 or d == 0:
         return "empty"
+    if lq < MIN_QUERY_LEN:
+        return "short_query"
     if hq != hkv and not (enable_gqa and hq % hkv == 0):
         return "heads"
     if scale is not None and not (isinstance(scale, (int, float)) and 0 < scale < math.inf):

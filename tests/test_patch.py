@@ -154,6 +154,15 @@ def test_routed_call_is_sageattn(route_cpu, dtype, hq, hkv, lq, lk, causal, scal
     assert cosine(got, exact) >= 0.999  # the meaning matches SDPA's, not only sageattn's
 
 
+def test_min_query_len_keeps_short_calls_with_sdpa(route_cpu, monkeypatch):
+    monkeypatch.setattr(patch, "MIN_QUERY_LEN", 16)
+    q, k, v = qkv(lq=15)
+    _assert_same_as_sdpa((q, k, v), {})
+    with sageattention.patch_sdpa():
+        F.scaled_dot_product_attention(q[:, :, :1].expand(-1, -1, 16, -1), k, v)
+    assert patch.stats() == {"short_query": 1, "routed": 1}
+
+
 def test_positional_arguments_follow_sdpa(route_cpu):
     q, k, v = qkv()
     with sageattention.patch_sdpa():
