@@ -1,7 +1,6 @@
 """patch_sdpa: which SDPA calls go to sageattn, that every other call is SDPA's own, counters, install/restore."""
 
 import logging
-import math
 import threading
 
 import pytest
@@ -294,4 +293,3 @@ def test_gpu_fallbacks_equal_sdpa():
         got = F.scaled_dot_product_attention(q320, q320, q320)
     assert torch.equal(got, ORIGINAL(q320, q320, q320))
     assert patch.stats() == {"attn_mask": 1, "dtype": 1, "scale": 1, "head_dim": 1}
-    assert not math.isnan(got.float().sum().item())
