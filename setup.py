@@ -46,7 +46,7 @@ NVCC_FLAGS = [
     "-U__CUDA_NO_HALF_OPERATORS__", "-U__CUDA_NO_HALF_CONVERSIONS__", "-U__CUDA_NO_HALF2_OPERATORS__",
     "-U__CUDA_NO_BFLOAT16_CONVERSIONS__",
 ]
-CXX_FLAGS = ["-O3", "-DNDEBUG"]
+CXX_FLAGS = ["/O2", "/DNDEBUG"] if os.name == "nt" else ["-O3", "-DNDEBUG"]
 INSTALL_HINT = "pip install --no-build-isolation ."
 
 
@@ -152,7 +152,7 @@ def _fallback_header_dirs() -> list:
     ATen/cuda/CUDAContext.h includes cuSPARSE/cuBLAS headers that a minimal toolkit (nvcc + cudart) lacks."""
     from torch.utils.cpp_extension import CUDA_HOME
 
-    if (Path(CUDA_HOME) / "include" / "cusparse.h").exists():
+    if os.name == "nt" or (Path(CUDA_HOME) / "include" / "cusparse.h").exists():  # MSVC has no -idirafter
         return []
     spec = importlib.util.find_spec("nvidia")
     roots = list(spec.submodule_search_locations) if spec and spec.submodule_search_locations else []
