@@ -178,6 +178,38 @@ def test_every_output_is_written_in_both_schedules(sm90, length, accum, pingpong
 
 
 @gpu
+@pytest.mark.parametrize("shape", (
+    (2, 8, 2, 4097, 1000, "bottom_right"),  # many work tiles with no key: the Q barrier phases must stay in step
+    (1, 16, 16, 3000, 3000, "top_left"),
+    (2, 32, 8, 2048, 2048, None),  # 1024 work tiles: several per CTA of the persistent grid
+))
+def test_schedules_and_grids_agree(sm90, shape):
+    """The persistent grid (one CTA per SM striding over work tiles) and the ping-pong schedule compute exactly
+    what one CTA per work tile running tile by tile computes."""
+    from sageattention.ops import quant
+
+    b, hq, hkv, lq, lk, causal = shape
+    q, k, v = make_qkv(b, hq, hkv, lq, lk, 128, device="cuda")
+    cfg = _cfg(128, causal=causal)
+    qk = quant.quantize_qk(q, k, cfg, warp_rows=WARP_ROWS)
+    vt, v_scale, _ = quant.quant_v_fp8(v, False)
+    results = {}
+    for pingpong in (True, False):
+        for persistent in (True, False):
+            out = torch.full_like(q, float("nan"))
+            lse = torch.full(q.shape[:3], float("nan"), device="cuda")
+            sm90.run_kernel(qk, vt, v_scale, None, quant.qk_scale(cfg), out, lse, causal is not None,
+                            cfg.causal_offset(lq, lk), "fp32+fp32", pingpong, persistent)
+            results[pingpong, persistent] = (out, lse)
+    base_o, base_lse = results[False, False]
+    assert not torch.isnan(base_o).any() and not torch.isnan(base_lse).any()
+    for key, (o, lse) in results.items():
+        assert torch.equal(o, base_o) and torch.equal(lse, base_lse), f"pingpong, persistent = {key}"
+    ref_o, _ = _reference(q, k, v, cfg)
+    assert rel_l1(base_o, ref_o) <= SAME_SEMANTICS_RL1[q.dtype]
+
+
+@gpu
 def test_extreme_inputs_give_no_nan(sm90):
     """Large logits, an all-zero K (scale 0), constant V and a zero query row: finite outputs everywhere."""
     q, k, v = make_qkv(1, 2, 2, 257, 257, 128, device="cuda")

@@ -1,5 +1,5 @@
-// INT8 Q·Kᵀ / FP8 P·V attention forward for Hopper (sm_90a): one CTA serves 128 query rows of one
-// (batch, head). Warpgroup 0 produces: one thread issues TMA copies of the Q tile and of K and Vᵀ tiles into
+// INT8 Q·Kᵀ / FP8 P·V attention forward for Hopper (sm_90a): a CTA serves work tiles of 128 query rows of
+// one (batch, head), one or (persistent grid) several. Warpgroup 0 produces: one thread issues TMA copies of the Q tile and of K and Vᵀ tiles into
 // a ring of kStages stages. Warpgroups 1 and 2 consume, 64 query rows each: wgmma s8 for S = Q·Kᵀ, online
 // softmax in registers, wgmma e4m3 for P·V with P straight from registers. Semantics: reference.py with
 // key_tile 64, warp_rows 16 and pv "fp8".
@@ -30,34 +30,66 @@ struct SharedTiles {
   __device__ uint64_t* k_full(int stage) const { return barriers() + 1 + stage; }
   __device__ uint64_t* v_full(int stage) const { return barriers() + 1 + Tile::kStages + stage; }
   __device__ uint64_t* empty(int stage) const { return barriers() + 1 + 2 * Tile::kStages + stage; }
+  __device__ uint64_t* q_empty() const { return barriers() + 1 + 3 * Tile::kStages; }
 };
 
-// Key tiles CTA rows [m0, m0 + kBlockM) must visit: all of them, or with a causal mask up to the last
-// key the last valid row sees.
+// One unit of work: 128 query rows of one (batch, head). Work index t runs query blocks fastest, so CTAs that
+// run at the same time share one head's K and V in L2; causal blocks run heaviest first within a head.
+struct WorkTile {
+  int m0, head, kv_head, batch, n_tiles;
+};
+
 template <class Tile>
-__device__ __forceinline__ int key_tiles(const AttentionArgs& args, int m0) {
-  int key_end = args.len_k;
-  if (args.causal) {
-    const int last_row = min(args.len_q, m0 + Tile::kBlockM) - 1;
-    key_end = max(0, min(args.len_k, last_row + args.causal_offset + 1));
-  }
-  return (key_end + Tile::kBlockN - 1) / Tile::kBlockN;
+__device__ __forceinline__ int query_blocks(const AttentionArgs& args) {
+  return (args.len_q + Tile::kBlockM - 1) / Tile::kBlockM;
 }
 
 template <class Tile>
-__device__ __forceinline__ void produce(const SharedTiles<Tile>& smem, const CUtensorMap* tm_q, const CUtensorMap* tm_k,
-                                        const CUtensorMap* tm_v, int m0, int head, int kv_head, int batch,
-                                        int n_tiles) {
-  if (n_tiles == 0) return;
-  mbarrier_arrive_expect_tx(smem.q_full(), Tile::kQBytes);
-  tma_load_4d(smem.q(), tm_q, smem.q_full(), 0, m0, head, batch);
-  for (int j = 0; j < n_tiles; ++j) {
-    const int stage = j % Tile::kStages;
-    mbarrier_wait(smem.empty(stage), ((j / Tile::kStages) & 1) ^ 1);
-    mbarrier_arrive_expect_tx(smem.k_full(stage), Tile::kKBytes);
-    tma_load_4d(smem.k(stage), tm_k, smem.k_full(stage), 0, j * Tile::kBlockN, kv_head, batch);
-    mbarrier_arrive_expect_tx(smem.v_full(stage), Tile::kVBytes);
-    tma_load_4d(smem.v(stage), tm_v, smem.v_full(stage), j * Tile::kBlockN, 0, kv_head, batch);
+__device__ __forceinline__ int total_work(const AttentionArgs& args) {
+  return query_blocks<Tile>(args) * args.heads_q * args.batch;
+}
+
+// Key tiles rows [m0, m0 + kBlockM) must visit: all, or with a causal mask up to the last key the last valid
+// row sees.
+template <class Tile>
+__device__ __forceinline__ WorkTile work_tile(const AttentionArgs& args, int t) {
+  const int blocks = query_blocks<Tile>(args);
+  const int m_index = t % blocks, bh = t / blocks;
+  WorkTile w;
+  w.m0 = (args.causal ? blocks - 1 - m_index : m_index) * Tile::kBlockM;
+  w.head = bh % args.heads_q;
+  w.batch = bh / args.heads_q;
+  w.kv_head = w.head / (args.heads_q / args.heads_kv);
+  int key_end = args.len_k;
+  if (args.causal) {
+    const int last_row = min(args.len_q, w.m0 + Tile::kBlockM) - 1;
+    key_end = max(0, min(args.len_k, last_row + args.causal_offset + 1));
+  }
+  w.n_tiles = (key_end + Tile::kBlockN - 1) / Tile::kBlockN;
+  return w;
+}
+
+// The producer thread: for each work tile of this CTA, Q once (after both consumers released the previous Q),
+// then K and Vᵀ of every key tile into the stage ring. `it` counts key tiles across work tiles.
+template <class Tile>
+__device__ __forceinline__ void produce(const SharedTiles<Tile>& smem, const AttentionArgs& args, const CUtensorMap* tm_q,
+                                        const CUtensorMap* tm_k, const CUtensorMap* tm_v) {
+  int it = 0, q_round = 0;
+  for (int t = blockIdx.x; t < total_work<Tile>(args); t += gridDim.x) {
+    const WorkTile w = work_tile<Tile>(args, t);
+    if (w.n_tiles == 0) continue;
+    mbarrier_wait(smem.q_empty(), (q_round & 1) ^ 1);
+    mbarrier_arrive_expect_tx(smem.q_full(), Tile::kQBytes);
+    tma_load_4d(smem.q(), tm_q, smem.q_full(), 0, w.m0, w.head, w.batch);
+    for (int j = 0; j < w.n_tiles; ++j, ++it) {
+      const int stage = it % Tile::kStages;
+      mbarrier_wait(smem.empty(stage), ((it / Tile::kStages) & 1) ^ 1);
+      mbarrier_arrive_expect_tx(smem.k_full(stage), Tile::kKBytes);
+      tma_load_4d(smem.k(stage), tm_k, smem.k_full(stage), 0, j * Tile::kBlockN, w.kv_head, w.batch);
+      mbarrier_arrive_expect_tx(smem.v_full(stage), Tile::kVBytes);
+      tma_load_4d(smem.v(stage), tm_v, smem.v_full(stage), j * Tile::kBlockN, 0, w.kv_head, w.batch);
+    }
+    ++q_round;
   }
 }
 
@@ -69,10 +101,13 @@ __device__ __forceinline__ void store_pair(void* row_ptr, int col, float x, floa
   }
 }
 
+// One consumer warpgroup's share (64 rows) of one work tile. `it` counts key tiles consumed before this one,
+// `q_round` work tiles with keys (phases of the Q barriers).
 template <class Tile, bool kPerThread, bool kTwoLevel, bool kPingPong>
-__device__ __forceinline__ void consume(const SharedTiles<Tile>& smem, const AttentionArgs& args, int consumer,
-                                        int m0, int head, int kv_head, int batch, int n_tiles) {
+__device__ __forceinline__ void consume_tile(const SharedTiles<Tile>& smem, const AttentionArgs& args, int consumer,
+                                             const WorkTile& w, int it, int q_round) {
   constexpr int D = Tile::kHeadDim;
+  const int m0 = w.m0, head = w.head, kv_head = w.kv_head, batch = w.batch, n_tiles = w.n_tiles;
   static_assert(127 * 127 * D < (1 << 22), "Q·Kᵀ sums must fit small_int_to_float");
   const int warp = (threadIdx.x / 32) % 4;
   const int lane = threadIdx.x % 32;
@@ -105,10 +140,10 @@ __device__ __forceinline__ void consume(const SharedTiles<Tile>& smem, const Att
   for (int i = 0; i < 32; ++i) s_acc[i] = 0;
   RowState state;
 
-  if (n_tiles > 0) mbarrier_wait(smem.q_full(), 0);
+  if (n_tiles > 0) mbarrier_wait(smem.q_full(), q_round & 1);
   const uint64_t desc_q = make_smem_desc<Tile::kQKSwizzle>(smem_u32(smem.q() + 64 * consumer * D));
-  auto stage_of = [](int j) { return j % Tile::kStages; };
-  auto parity_of = [](int j) { return static_cast<uint32_t>((j / Tile::kStages) & 1); };
+  auto stage_of = [it](int j) { return (it + j) % Tile::kStages; };
+  auto parity_of = [it](int j) { return static_cast<uint32_t>(((it + j) / Tile::kStages) & 1); };
 
   // S = Q·Kᵀ of tile j into s_acc (one commit group).
   auto issue_qk = [&](int j) {
@@ -203,6 +238,10 @@ __device__ __forceinline__ void consume(const SharedTiles<Tile>& smem, const Att
       finish_pv(j);
     }
   }
+  if (n_tiles > 0) {  // every Q·Kᵀ of this warp has completed: the producer may load the next Q
+    __syncwarp();
+    if (lane == 0) mbarrier_arrive(smem.q_empty());
+  }
 
   // Epilogue: O = acc * scale_v / sum(p * 448) (+ mean V); rows that saw no key give 0 and LSE -inf.
   const int64_t v_head = (int64_t(batch) * args.heads_kv + kv_head) * D;
@@ -244,35 +283,35 @@ __global__ void __launch_bounds__(AttentionTile<kHeadDim>::kThreads, 1)
   extern __shared__ uint8_t smem_raw[];
   const SharedTiles<Tile> smem(smem_raw);
 
-  // Causal CTAs near the end of the sequence carry the most tiles: start them first.
-  const int m_block = args.causal ? gridDim.x - 1 - blockIdx.x : blockIdx.x;
-  const int m0 = m_block * Tile::kBlockM;
-  const int head = blockIdx.y;
-  const int batch = blockIdx.z;
-  const int kv_head = head / (args.heads_q / args.heads_kv);
-  const int n_tiles = key_tiles<Tile>(args, m0);
-
   if (threadIdx.x == 0) {
     tma_prefetch_descriptor(&tm_q);
     tma_prefetch_descriptor(&tm_k);
     tma_prefetch_descriptor(&tm_v);
     mbarrier_init(smem.q_full(), 1);
+    mbarrier_init(smem.q_empty(), 4 * Tile::kConsumers);  // one arrival per consumer warp
     for (int s = 0; s < Tile::kStages; ++s) {
       mbarrier_init(smem.k_full(s), 1);
       mbarrier_init(smem.v_full(s), 1);
-      mbarrier_init(smem.empty(s), 4 * Tile::kConsumers);  // one arrival per consumer warp
+      mbarrier_init(smem.empty(s), 4 * Tile::kConsumers);
     }
     mbarrier_init_fence();
   }
   __syncthreads();
 
+  // A grid of total_work CTAs runs one work tile each; a smaller (persistent) grid strides over them.
   const int warpgroup = warpgroup_index();
   if (warpgroup == 0) {
     setmaxnreg_dec<Tile::kProducerRegs>();
-    if (threadIdx.x == 0) produce(smem, &tm_q, &tm_k, &tm_v, m0, head, kv_head, batch, n_tiles);
+    if (threadIdx.x == 0) produce(smem, args, &tm_q, &tm_k, &tm_v);
   } else {
     setmaxnreg_inc<Tile::kConsumerRegs>();
-    consume<Tile, kPerThread, kTwoLevel, kPingPong>(smem, args, warpgroup - 1, m0, head, kv_head, batch, n_tiles);
+    int it = 0, q_round = 0;
+    for (int t = blockIdx.x; t < total_work<Tile>(args); t += gridDim.x) {
+      const WorkTile w = work_tile<Tile>(args, t);
+      consume_tile<Tile, kPerThread, kTwoLevel, kPingPong>(smem, args, warpgroup - 1, w, it, q_round);
+      it += w.n_tiles;
+      q_round += w.n_tiles > 0;
+    }
   }
 }
 

@@ -8,10 +8,9 @@ std::string launch_head_dim(const AttentionProblem& p, cudaStream_t stream);  //
 }  // namespace detail
 
 std::string attention_forward(const AttentionProblem& p, cudaStream_t stream) {
-  if (p.batch == 0 || p.args.len_q == 0 || p.args.heads_q == 0) return {};
+  if (p.args.batch == 0 || p.args.len_q == 0 || p.args.heads_q == 0) return {};
   if (p.args.heads_kv <= 0 || p.args.heads_q % p.args.heads_kv != 0) return "heads_q must be a multiple of heads_kv";
   if (p.args.len_k <= 0) return "the sm90 kernel needs at least one key (callers handle empty K)";
-  if (p.args.heads_q > 65535 || p.batch > 65535) return "more than 65535 heads or batches";
   switch (p.head_dim) {
     case 64:
       return detail::launch_head_dim<64>(p, stream);

@@ -2,6 +2,9 @@
 // Instantiated once per head dim (attention_hd64.cu, attention_hd128.cu) so the two compile in parallel.
 #pragma once
 
+#include <algorithm>
+#include <climits>
+
 #include "sm90/attention_kernel.cuh"
 
 namespace sageattn::sm90::detail {
@@ -19,8 +22,16 @@ std::string launch(const AttentionProblem& p, cudaStream_t stream) {
   cudaError_t status =
       cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Tile::kSmemBytes);
   if (status != cudaSuccess) return std::string("cudaFuncSetAttribute: ") + cudaGetErrorString(status);
-  const dim3 grid((p.args.len_q + Tile::kBlockM - 1) / Tile::kBlockM, p.args.heads_q, p.batch);
-  kernel<<<grid, Tile::kThreads, Tile::kSmemBytes, stream>>>(tm_q, tm_k, tm_v, p.args);
+  const int64_t work = int64_t((p.args.len_q + Tile::kBlockM - 1) / Tile::kBlockM) * p.args.heads_q * p.args.batch;
+  if (work > INT32_MAX) return "too many query blocks for one launch";
+  int64_t grid = work;
+  if (p.persistent) {  // one CTA per SM: a CTA's registers and shared memory fill an SM
+    int device = 0, sms = 0;
+    cudaGetDevice(&device);
+    cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
+    grid = std::min<int64_t>(work, std::max(sms, 1));
+  }
+  kernel<<<static_cast<unsigned>(grid), Tile::kThreads, Tile::kSmemBytes, stream>>>(tm_q, tm_k, tm_v, p.args);
   status = cudaGetLastError();
   return status == cudaSuccess ? std::string() : std::string("sm90 attention launch: ") + cudaGetErrorString(status);
 }

@@ -21,7 +21,7 @@ struct AttentionArgs {
   void* out;   // fp16 or bf16 [B, Hq, Lq, D] with the strides below (elements), D contiguous
   float* lse;  // natural-log LSE [B, Hq, Lq] contiguous, or nullptr (no K-smoothing correction: the caller adds it)
   int64_t out_stride_b, out_stride_h, out_stride_l;
-  int heads_q, heads_kv, len_q, len_k;
+  int batch, heads_q, heads_kv, len_q, len_k;
   int q_groups, k_groups;
   int causal, causal_offset;  // query i sees key j iff j <= i + causal_offset
   int out_bf16;
@@ -33,11 +33,11 @@ struct AttentionArgs {
 struct AttentionProblem {
   ByteTensor4d q, k, vt;
   AttentionArgs args;
-  int batch = 0;
   int head_dim = 0;        // 64 or 128
   bool per_thread = true;  // per_thread (8 Q / 4 K scales per group) or per_warp (1 / 1) scales, warp_rows 16
   bool two_level = true;   // "fp32+fp32": each tile's P·V partial in its own accumulator, added in fp32
   bool pingpong = true;    // consumer warpgroups alternate on the tensor cores (false: each runs tile by tile)
+  bool persistent = true;  // one CTA per SM striding over the work tiles (false: one CTA per work tile)
 };
 
 // Launches on `stream`; returns an empty string or the reason it could not launch.

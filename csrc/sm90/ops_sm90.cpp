@@ -28,7 +28,7 @@ ByteTensor4d describe(const at::Tensor& t, const char* name) {
 void forward(const at::Tensor& q, const at::Tensor& k, const at::Tensor& vt, const at::Tensor& q_scale,
              const at::Tensor& k_scale, const at::Tensor& v_scale, const std::optional<at::Tensor>& v_mean,
              double qk_scale, at::Tensor& out, const std::optional<at::Tensor>& lse, bool causal,
-             int64_t causal_offset, bool per_thread, bool two_level, bool pingpong) {
+             int64_t causal_offset, bool per_thread, bool two_level, bool pingpong, bool persistent) {
   check_cuda(q, "q", at::kChar, 4);
   check_cuda(k, "k", at::kChar, 4);
   TORCH_CHECK(vt.scalar_type() == at::kFloat8_e4m3fn || vt.scalar_type() == at::kByte,
@@ -77,11 +77,11 @@ void forward(const at::Tensor& q, const at::Tensor& k, const at::Tensor& vt, con
   p.q = describe(q, "q");
   p.k = describe(k, "k");
   p.vt = describe(vt, "vt");
-  p.batch = static_cast<int>(b);
   p.head_dim = static_cast<int>(d);
   p.per_thread = per_thread;
   p.two_level = two_level;
   p.pingpong = pingpong;
+  p.persistent = persistent;
   auto& a = p.args;
   a.q_scale = q_scale.data_ptr<float>();
   a.k_scale = k_scale.data_ptr<float>();
@@ -93,6 +93,7 @@ void forward(const at::Tensor& q, const at::Tensor& k, const at::Tensor& vt, con
   a.out_stride_b = out.stride(0);
   a.out_stride_h = out.stride(1);
   a.out_stride_l = out.stride(2);
+  a.batch = static_cast<int>(b);
   a.heads_q = static_cast<int>(hq);
   a.heads_kv = static_cast<int>(hkv);
   a.len_q = static_cast<int>(lq);
@@ -116,5 +117,5 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("forward", &forward, "attention forward into out (and lse)", py::arg("q"), py::arg("k"), py::arg("vt"),
         py::arg("q_scale"), py::arg("k_scale"), py::arg("v_scale"), py::arg("v_mean"), py::arg("qk_scale"),
         py::arg("out"), py::arg("lse"), py::arg("causal"), py::arg("causal_offset"), py::arg("per_thread"),
-        py::arg("two_level"), py::arg("pingpong") = true);
+        py::arg("two_level"), py::arg("pingpong") = true, py::arg("persistent") = true);
 }

@@ -26,7 +26,7 @@ struct AttentionTile {
   static constexpr int kKOffset = kQOffset + kQBytes;
   static constexpr int kVOffset = kKOffset + kStages * kKBytes;
   static constexpr int kBarrierOffset = kVOffset + kStages * kVBytes;
-  static constexpr int kBarriers = 1 + 3 * kStages;    // q_full, k_full[], v_full[], empty[]
+  static constexpr int kBarriers = 2 + 3 * kStages;    // q_full, k_full[], v_full[], empty[], q_empty
   static constexpr int kSmemBytes = kBarrierOffset + kBarriers * 8 + 1024;  // + slack to align the base
   static_assert(kKBytes % 1024 == 0 && kVBytes % 1024 == 0 && kQBytes % 1024 == 0, "swizzle-atom aligned tiles");
 };

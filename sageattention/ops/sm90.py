@@ -48,14 +48,15 @@ def available(device: torch.device) -> Optional[str]:
 def run_kernel(
     qk: quant.QuantizedQK, vt: torch.Tensor, v_scale: torch.Tensor, v_mean: Optional[torch.Tensor], qk_scale: float,
     out: torch.Tensor, lse: Optional[torch.Tensor], causal: bool, causal_offset: int, accum: str,
-    pingpong: bool = True,
+    pingpong: bool = True, persistent: bool = True,
 ) -> None:
     """Writes o into `out` ([B, Hq, Lq, D] HND view, last dim contiguous) and the LSE without the smoothing term
     into `lse` ([B, Hq, Lq] fp32 contiguous) when given. Tests poison `out` and `lse` through this.
-    pingpong=False runs each consumer warpgroup tile by tile (the simpler schedule, for A/B and debugging)."""
+    pingpong=False runs each consumer warpgroup tile by tile, persistent=False launches one CTA per 128-row work
+    tile instead of one per SM (the simpler forms, for A/B and debugging)."""
     load("_C_sm90").forward(
         qk.q8, qk.k8, vt, qk.q_scale, qk.k_scale, v_scale, v_mean, qk_scale, out, lse, causal, causal_offset,
-        qk.q_residues > 1, accum == "fp32+fp32", pingpong,
+        qk.q_residues > 1, accum == "fp32+fp32", pingpong, persistent,
     )
 
 
