@@ -66,8 +66,28 @@ def chain_for(capability: Optional[tuple]) -> tuple:
     return DISPATCH_TABLE.get(tuple(capability), DEFAULT_CHAIN) + ("reference",)
 
 
+_modules: dict = {}
+_reasons: dict = {}
+
+
 def load(name: str):
-    return importlib.import_module(BACKENDS[name].module)
+    # Cached: Dynamo cannot trace importlib, and _cached_reason has imported the module before tracing gets here.
+    if name not in _modules:
+        _modules[name] = importlib.import_module(BACKENDS[name].module)
+    return _modules[name]
+
+
+@torch.compiler.assume_constant_result
+def _cached_reason(name: str, device_type: str, index: int) -> str:
+    """unavailable_reason, cached per device; "" = available. A constant to Dynamo, which runs it once while tracing."""
+    key = (name, device_type, index)
+    if key not in _reasons:
+        try:
+            reason = load(name).available(torch.device(device_type, index))
+        except ImportError as exc:
+            reason = f"{name} is not available: {exc}"
+        _reasons[key] = reason or ""
+    return _reasons[key]
 
 
 def unavailable_reason(name: str, device: torch.device) -> Optional[str]:
@@ -76,11 +96,8 @@ def unavailable_reason(name: str, device: torch.device) -> Optional[str]:
         return None
     if device.type != "cuda":
         return f"{name} needs a CUDA tensor (got {device.type})"
-    try:
-        module = load(name)
-    except ImportError as exc:
-        return f"{name} is not available: {exc}"
-    return module.available(device)
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    return _cached_reason(name, device.type, index) or None
 
 
 def padded_head_dim(backend: Backend, head_dim: int) -> Optional[int]:
@@ -90,9 +107,14 @@ def padded_head_dim(backend: Backend, head_dim: int) -> Optional[int]:
     return next((d for d in backend.head_dims if d >= head_dim), None)
 
 
+@torch.compiler.assume_constant_result
+def _capability(index: int) -> tuple:
+    return tuple(torch.cuda.get_device_capability(index))
+
+
 def select(device: torch.device, head_dim: int) -> tuple[Backend, dict]:
     """The backend sageattn uses for tensors on `device` with `head_dim`, and why each better one was passed over."""
-    capability = torch.cuda.get_device_capability(device) if device.type == "cuda" else None
+    capability = _capability(device.index if device.index is not None else torch.cuda.current_device()) if device.type == "cuda" else None
     skipped = {}
     for name in chain_for(capability):
         backend = BACKENDS[name]
@@ -104,3 +126,8 @@ def select(device: torch.device, head_dim: int) -> tuple[Backend, dict]:
             return backend, skipped
         skipped[name] = reason
     return BACKENDS["reference"], skipped
+
+
+def reset_cache() -> None:
+    """Forget cached availability (after changing an environment switch such as SAGEATTN_ENABLE_UNVALIDATED_SM90)."""
+    _reasons.clear()
