@@ -32,35 +32,43 @@ def _key_tile(
         k = tl.load(k_base + keys[:, None].to(tl.int64) * skl + offs_d[None, :])
         v = tl.load(v_base + keys[:, None].to(tl.int64) * svl + offs_d[None, :] * svd)
     k_scale = tl.load(ks_base + start_n // 64)  # one K scale per 64 keys; BLOCK_N is 64
-    s = tl.dot(q, tl.trans(k)).to(tl.float32) * (q_scale * k_scale)
-    if BOUNDARY:
-        keep = in_bounds[None, :]
-        if CAUSAL:
-            keep = keep & (keys[None, :] <= offs_m[:, None] + causal_shift)
-        s = tl.where(keep, s, float("-inf"))
-    if MASK_KIND != 0:
-        m_ptrs = mask_base + offs_m[:, None].to(tl.int64) * smm + keys[None, :].to(tl.int64) * smn
-        m_ok = row_ok[:, None] & (keys[None, :] < len_k)
-        if MASK_KIND == 1:  # bool: True keeps
-            keep_user = tl.load(m_ptrs, mask=m_ok, other=0) != 0
-            s = tl.where(keep_user, s, float("-inf"))
-        else:  # additive, natural-log units
-            s += tl.load(m_ptrs, mask=m_ok, other=0.0).to(tl.float32) * LOG2E
-    m_new = tl.maximum(m_i, tl.max(s, axis=1))
-    if MASK_KIND != 0:  # only a user mask can hide every key a row has seen so far
-        m_new_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
+    qk = tl.dot(q, tl.trans(k)).to(tl.float32)
+    if BOUNDARY or MASK_KIND != 0:
+        s = qk * (q_scale * k_scale)
+        if BOUNDARY:
+            keep = in_bounds[None, :]
+            if CAUSAL:
+                keep = keep & (keys[None, :] <= offs_m[:, None] + causal_shift)
+            s = tl.where(keep, s, float("-inf"))
+        if MASK_KIND != 0:
+            m_ptrs = mask_base + offs_m[:, None].to(tl.int64) * smm + keys[None, :].to(tl.int64) * smn
+            m_ok = row_ok[:, None] & (keys[None, :] < len_k)
+            if MASK_KIND == 1:  # bool: True keeps
+                keep_user = tl.load(m_ptrs, mask=m_ok, other=0) != 0
+                s = tl.where(keep_user, s, float("-inf"))
+            else:  # additive, natural-log units
+                s += tl.load(m_ptrs, mask=m_ok, other=0.0).to(tl.float32) * LOG2E
+        m_new = tl.maximum(m_i, tl.max(s, axis=1))
+        # a user mask can hide every key a row has seen so far: exp2 must not see -inf - -inf
+        m_use = tl.where(m_new == float("-inf"), 0.0, m_new) if MASK_KIND != 0 else m_new
+        p = tl.math.exp2(s - m_use[:, None])
     else:
-        m_new_safe = m_new
-    alpha = tl.math.exp2(m_i - m_new_safe)
-    p = tl.math.exp2(s - m_new_safe[:, None])
+        # unmasked tile: the scale (> 0) commutes with the row max, so scaling and subtracting the max
+        # fold into one fma per logit
+        scale = q_scale * k_scale
+        m_new = tl.maximum(m_i, tl.max(qk, axis=1) * scale)
+        m_use = m_new
+        p = tl.math.exp2(qk * scale - m_use[:, None])
+    alpha = tl.math.exp2(m_i - m_use)
     l_i = l_i * alpha + tl.sum(p, axis=1)
     if PV_FP8:
-        partial = tl.dot((p * P_SCALE).to(tl.float8e4nv), v)
+        p_in = (p * P_SCALE).to(tl.float8e4nv)
     else:
-        partial = tl.dot(p.to(v.dtype), v)
-    if PV_TILE_FP16:
-        partial = partial.to(tl.float16).to(tl.float32)
-    acc = acc * alpha[:, None] + partial
+        p_in = p.to(v.dtype)
+    if PV_TILE_FP16:  # each tile's partial sum rounded to fp16 before it joins the fp32 accumulator
+        acc = acc * alpha[:, None] + tl.dot(p_in, v).to(tl.float16).to(tl.float32)
+    else:  # the tensor cores add the partial into the rescaled accumulator
+        acc = tl.dot(p_in, v, acc * alpha[:, None])
     return acc, l_i, m_new
 
 
