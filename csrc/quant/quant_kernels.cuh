@@ -63,6 +63,7 @@ __global__ void seq_stats_finish(const float* work, int splits, int L, int D, in
   if (i >= n_bh * D) return;
   const int64_t bh = i / D, c = i % D, plane = n_bh * splits * D;
   float a = 0.f, m = -INFINITY, n = INFINITY;
+#pragma unroll 8  // independent loads in flight: a rolled loop waits one memory latency per split
   for (int s = 0; s < splits; ++s) {
     const int64_t o = (bh * splits + s) * D + c;
     a += work[o], m = fmaxf(m, work[plane + o]), n = fminf(n, work[2 * plane + o]);

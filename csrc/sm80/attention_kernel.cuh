@@ -16,10 +16,11 @@
 
 namespace sage::attn {
 
-// 4 warps (64 queries) per CTA: at ~220 registers per thread two CTAs share an SM and overlap each other's
-// barriers and tile loads. SAGE_ATTN_WARPS=8 builds the 128-query variant for comparison (NOTES.md).
+// Warps (16 queries each) per CTA; a launcher may define it before including this header. Measured on H100
+// (benchmarks/NOTES.md): FP16 P·V is ~3% faster with 8 warps (one 128-query CTA per SM), FP8 P·V ~8% faster with
+// 4 (two 64-query CTAs per SM overlap each other's barriers and loads).
 #ifndef SAGE_ATTN_WARPS
-#define SAGE_ATTN_WARPS 4
+#define SAGE_ATTN_WARPS 8
 #endif
 constexpr int kWarps = SAGE_ATTN_WARPS;
 constexpr int kThreads = kWarps * 32;

@@ -15,12 +15,4 @@ cudaError_t launch_attention(const AttentionParams& p, cudaStream_t stream) {
   return cudaGetLastError();
 }
 
-// Calls f(std::integral_constant<int, D>) for the served head dims.
-template <typename F>
-cudaError_t with_head_dim(int d, F&& f) {
-  if (d == 64) return f(std::integral_constant<int, 64>{});
-  if (d == 128) return f(std::integral_constant<int, 128>{});
-  return cudaErrorInvalidValue;
-}
-
 }  // namespace sage::attn
