@@ -66,6 +66,13 @@ def chain_for(capability: Optional[tuple]) -> tuple:
     return DISPATCH_TABLE.get(tuple(capability), DEFAULT_CHAIN) + ("reference",)
 
 
+def _compile_constant(fn):
+    """torch.compiler.assume_constant_result without its import of Dynamo, which costs ~3 s at import time;
+    the marker attribute is all that function sets."""
+    fn._dynamo_marked_constant = True
+    return fn
+
+
 _modules: dict = {}
 _reasons: dict = {}
 
@@ -77,7 +84,7 @@ def load(name: str):
     return _modules[name]
 
 
-@torch.compiler.assume_constant_result
+@_compile_constant
 def _cached_reason(name: str, device_type: str, index: int) -> str:
     """unavailable_reason, cached per device; "" = available. A constant to Dynamo, which runs it once while tracing."""
     key = (name, device_type, index)
@@ -107,7 +114,7 @@ def padded_head_dim(backend: Backend, head_dim: int) -> Optional[int]:
     return next((d for d in backend.head_dims if d >= head_dim), None)
 
 
-@torch.compiler.assume_constant_result
+@_compile_constant
 def _capability(index: int) -> tuple:
     return tuple(torch.cuda.get_device_capability(index))
 

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 
 from .api import sageattn
 from .config import MAX_HEAD_DIM, SERVED_DTYPES
-from .dispatch import select
+from .dispatch import _compile_constant, select
 
 logger = logging.getLogger(__name__)
 
@@ -95,7 +95,7 @@ def record(reason: Optional[str]) -> None:
             logger.info("left a scaled_dot_product_attention call to PyTorch: %s", FALLBACK_REASONS[key])
 
 
-@torch.compiler.assume_constant_result
+@_compile_constant
 def _has_gpu_kernel(device_index: int, head_dim: int) -> bool:
     # Cached per (GPU, head dim): dispatch.select imports kernel modules. A constant for Dynamo.
     key = (device_index, head_dim)
