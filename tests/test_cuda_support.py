@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import random
@@ -65,6 +66,19 @@ def random_case(rng: random.Random, pv: str) -> Case:
     )
     return Case(rng.choice((1, 2)), hq, hkv, lq, lk, d, dtype, rng.choice(("HND", "NHD")), cfg,
                 rng.choice((0.0, 0.0, 4.0, 20.0)))
+
+
+def reference_with_kernel_mean(q, k, v, cfg):
+    """reference.attention, smoothing K with the kernel's own mean (its sum order differs from torch's in the last
+    bit, which can move a K code by one step and a logit by ~0.1: real, but not what these tests look for)."""
+    from sageattention import reference
+    from sageattention.ops import quant
+
+    if not cfg.smooth_k:
+        return reference.attention(q, k, v, cfg)
+    k_mean = quant.seq_mean(k)
+    o, lse = reference.attention(q, k.float() - k_mean[:, :, None], v, dataclasses.replace(cfg, smooth_k=False))
+    return o, (quant.finish_lse(lse, q, k_mean, cfg) if lse is not None else None)
 
 
 def poison_allocator(device="cuda", mib=64):
