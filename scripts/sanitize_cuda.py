@@ -3,6 +3,7 @@
 
     python scripts/sanitize_cuda.py            # both tools; exit status 1 on any reported error
     python scripts/sanitize_cuda.py --case     # the workload alone (what the sanitizer runs)
+    SANITIZE_ONLY=sm80 python scripts/sanitize_cuda.py   # one kernel family
 
 Only kernels whose names contain "sage" are instrumented, so torch's own kernels cost nothing. Lengths are odd
 (partial tiles, zero-filled rows), causal and GQA are on, both head dims and every accumulation mode run."""
@@ -25,7 +26,10 @@ def run_case() -> None:
     from sageattention.ops import sm80, sm89
 
     dev = torch.device("cuda")
+    only = os.environ.get("SANITIZE_ONLY")
     for module, modes in ((sm80, ("fp32", "fp16+fp32", "fp16")), (sm89, ("fp32", "fp32+fp32", "fp32+fp16"))):
+        if only and not module.__name__.endswith(only):
+            continue
         reason = module.available(dev)
         if reason is not None:
             print(f"skip {module.__name__}: {reason}")
