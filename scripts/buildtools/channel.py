@@ -209,6 +209,17 @@ def build_channel(out: Path, wheelhouse: Path | None, cuda: bool) -> Path:
     return out
 
 
+def hermetic_overrides(cuda: bool) -> dict[str, list[str]]:
+    """Variant values that select what the stand-in channel holds (system compilers, this Python)."""
+    tools = {name: version for name, version, _ in toolchain_standins(cuda)}
+    torch = (CUDA_TORCH if cuda else next(r for r in CPU_REQUIREMENTS if r.startswith("torch==")))
+    gcc_major = tools["gcc_linux-64"].split(".")[0]
+    return {"python": [_python_tag()], "pytorch": [".".join(torch.split("==")[1].split(".")[:2])],
+            "cuda_compiler_version": [".".join(tools["cuda-version"].split(".")[:2]) if cuda else "None"],
+            "c_compiler_version": [gcc_major], "cxx_compiler_version": [gcc_major],
+            "c_stdlib_version": [tools["sysroot_linux-64"]]}
+
+
 def index_channel(channel_dir: Path) -> None:
     from rattler.index import index_fs
 
@@ -220,6 +231,8 @@ def run(args) -> int:
         raise BuildToolError("the stand-in channel is linux-64 only; run it on an x86_64 Linux machine")
     out = build_channel(args.out.resolve(), args.wheelhouse, args.cuda)
     print(out)
+    overrides = " ".join(f"--override {k}={','.join(v)}" for k, v in hermetic_overrides(args.cuda).items())
+    console.print(f"build against it: python scripts/build.py conda --platform linux-64 -c {out} {overrides}")
     return 0
 
 

@@ -42,7 +42,7 @@ def _run(cmd: list[str], cwd: Path | None = None, env: dict | None = None) -> st
 
 
 def test_wheel(wheel: Path, python: str | None = None, pip_args: tuple = (), pytest: bool = True,
-               venv_dir: Path | None = None) -> str:
+               venv_dir: Path | None = None, tests: tuple = ("tests",)) -> str:
     """Returns `python -m sageattention info`'s output; raises BuildToolError on the first failing step."""
     if not wheel.is_file():
         raise BuildToolError(f"wheel {wheel} not found; make it with `scripts/build.py wheels`")
@@ -64,13 +64,14 @@ def test_wheel(wheel: Path, python: str | None = None, pip_args: tuple = (), pyt
             for item in ("tests", "docs", "pyproject.toml"):
                 src = REPO / item
                 (shutil.copytree if src.is_dir() else shutil.copy2)(src, work / item)
-            _run([py, "-m", "pytest", "tests", *PYTEST_ARGS], cwd=work)
+            _run([py, "-m", "pytest", *tests, *PYTEST_ARGS], cwd=work)
         return where + info
 
 
 def run(args) -> int:
     for wheel in args.wheels:
-        print(test_wheel(wheel, args.python, tuple(args.pip_arg), pytest=not args.no_pytest))
+        print(test_wheel(wheel, args.python, tuple(args.pip_arg), pytest=not args.no_pytest,
+                         tests=tuple(args.tests or ["tests"])))
         console.print(f"[green]ok[/green] {wheel.name}")
     return 0
 
@@ -82,5 +83,6 @@ def register(subparsers) -> None:
     parser.add_argument("--python", help="interpreter for the venv (default: python<X.Y> matching the wheel tag)")
     parser.add_argument("--pip-arg", action="append", default=[],
                         help="extra pip install argument, e.g. --pip-arg=--extra-index-url=https://download.pytorch.org/whl/cu129")
+    parser.add_argument("--tests", action="append", help="test files/folders to run (default: tests)")
     parser.add_argument("--no-pytest", action="store_true", help="only install, import and run `sageattention info`")
     parser.set_defaults(func=run)
