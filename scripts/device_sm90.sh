@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One-shot validation of the sm90 kernel on an H100/H200 (python3 with torch + nvcc + compute-sanitizer there):
 #   1. builds only sageattention._C_quant and _C_sm90 in place (setup.py's flags, arch 9.0 / 9.0a), ptxas -v kept;
-#   2. a 60-second smoke call first, so a hung kernel (an mbarrier never completing) cannot eat the whole run;
+#   2. smoke: serial/ping-pong x one-CTA-per-tile/persistent, each in its own 45 s process (a hang shows up
+#      as TIMED OUT for that combination instead of eating the run);
 #   3. tests/test_sm90_attention.py (SAGEATTN_ENABLE_UNVALIDATED_SM90=1, metrics to metrics.json);
 #   4. compute-sanitizer memcheck and racecheck on a small causal GQA case of every template instance;
 #   5. cuobjdump --dump-sass: GMMA instruction counts, local-memory traffic (LDL/STL) must be zero;
@@ -70,25 +71,42 @@ grep -E "registers|spill|C75[0-9][0-9]" "$OUT/build.log" | sed 's/ in the functi
 [ $build_rc -eq 0 ] || { tail -40 "$OUT/build.log"; cat "$OUT/summary.txt"; exit 1; }
 fi
 
-# ---- 2. smoke ---------------------------------------------------------------------------------------------
+# ---- 2. smoke: each schedule x grid in its own process, so one that hangs cannot hide the others ---------
 if want smoke; then
-timeout 60 $PY - >"$OUT/smoke.log" 2>&1 <<'EOF'
+cat >build/sm90_smoke.py <<'EOF'
+import sys
 import torch
 from sageattention import reference
 from sageattention.config import AttentionConfig
-from sageattention.ops import sm90
+from sageattention.ops import quant, sm90
+pingpong, persistent = sys.argv[1] == "1", sys.argv[2] == "1"
 print("available:", sm90.available(torch.device("cuda")))
 for d in (64, 128):
-    q, k, v = (torch.randn(1, 2, 200, d, device="cuda", dtype=torch.float16) for _ in range(3))
-    cfg = AttentionConfig(sm_scale=d ** -0.5, pv="fp8", pv_accum_dtype="fp32+fp32", qk_quant_gran="per_thread",
-                          return_lse=True, head_dim=d)
-    o, lse = sm90.forward(q, k, v, cfg)
-    torch.cuda.synchronize()
-    r, _ = reference.attention(q, k, v, cfg, warp_rows=16)
-    print(d, "max abs diff vs reference", float((o.float() - r.float()).abs().max()), "nan", bool(o.isnan().any()))
+    for causal in (False, True):
+        q, k, v = (torch.randn(2, 4, 700, d, device="cuda", dtype=torch.float16) for _ in range(3))
+        cfg = AttentionConfig(sm_scale=d ** -0.5, is_causal=causal, pv="fp8", pv_accum_dtype="fp32+fp32",
+                              qk_quant_gran="per_thread", return_lse=True, head_dim=d)
+        qk = quant.quantize_qk(q, k, cfg, warp_rows=16)
+        vt, vs, _ = quant.quant_v_fp8(v, False)
+        o = torch.full_like(q, float("nan"))
+        lse = torch.full(q.shape[:3], float("nan"), device="cuda")
+        sm90.run_kernel(qk, vt, vs, None, quant.qk_scale(cfg), o, lse, causal, 0, "fp32+fp32", pingpong, persistent)
+        torch.cuda.synchronize()
+        r, _ = reference.attention(q, k, v, cfg, warp_rows=16)
+        err = float((o.float() - r.float()).abs().sum() / r.float().abs().sum())
+        print(f"d={d} causal={causal} pingpong={pingpong} persistent={persistent}: rel-L1 vs reference {err:.2e}",
+              f"unwritten/NaN {int(o.isnan().sum())}")
 EOF
-smoke_rc=$?
-note smoke "rc=$smoke_rc $(grep 'max abs' "$OUT/smoke.log" | tr '\n' ' ')"
+: >"$OUT/smoke.log"
+smoke_rc=0
+for combo in "0 0" "1 0" "0 1" "1 1"; do
+  timeout 45 $PY build/sm90_smoke.py $combo >>"$OUT/smoke.log" 2>&1
+  rc=$?
+  [ $rc -eq 124 ] && echo "pingpong/persistent $combo: TIMED OUT (hang)" >>"$OUT/smoke.log"
+  [ $rc -ne 0 ] && smoke_rc=$rc
+done
+note smoke "rc=$smoke_rc"
+grep -E "rel-L1|TIMED|Error" "$OUT/smoke.log" | sed 's/^/  /' | tee -a "$OUT/summary.txt"
 [ $smoke_rc -eq 0 ] || { tail -30 "$OUT/smoke.log"; cat "$OUT/summary.txt"; exit 1; }
 fi
 

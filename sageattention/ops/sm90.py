@@ -26,6 +26,9 @@ ACCUM_MODES = ("fp32+fp32", "fp32")
 WARP_ROWS = 16  # Q scale group: one warp's rows of a 64-row consumer warpgroup
 ENABLE_ENV = "SAGEATTN_ENABLE_UNVALIDATED_SM90"
 UNVALIDATED = f"sm90 kernel not yet validated on hardware (set {ENABLE_ENV}=1 to try it)"
+# Schedule and grid of sageattn's calls; "0" falls back to the simpler form of each (validation and A/B only).
+PINGPONG = os.environ.get("SAGEATTN_SM90_PINGPONG", "1") != "0"
+PERSISTENT = os.environ.get("SAGEATTN_SM90_PERSISTENT", "1") != "0"
 
 
 def available(device: torch.device) -> Optional[str]:
@@ -48,7 +51,7 @@ def available(device: torch.device) -> Optional[str]:
 def run_kernel(
     qk: quant.QuantizedQK, vt: torch.Tensor, v_scale: torch.Tensor, v_mean: Optional[torch.Tensor], qk_scale: float,
     out: torch.Tensor, lse: Optional[torch.Tensor], causal: bool, causal_offset: int, accum: str,
-    pingpong: bool = True, persistent: bool = True,
+    pingpong: Optional[bool] = None, persistent: Optional[bool] = None,
 ) -> None:
     """Writes o into `out` ([B, Hq, Lq, D] HND view, last dim contiguous) and the LSE without the smoothing term
     into `lse` ([B, Hq, Lq] fp32 contiguous) when given. Tests poison `out` and `lse` through this.
@@ -56,7 +59,8 @@ def run_kernel(
     tile instead of one per SM (the simpler forms, for A/B and debugging)."""
     load("_C_sm90").forward(
         qk.q8, qk.k8, vt, qk.q_scale, qk.k_scale, v_scale, v_mean, qk_scale, out, lse, causal, causal_offset,
-        qk.q_residues > 1, accum == "fp32+fp32", pingpong, persistent,
+        qk.q_residues > 1, accum == "fp32+fp32", PINGPONG if pingpong is None else pingpong,
+        PERSISTENT if persistent is None else persistent,
     )
 
 
