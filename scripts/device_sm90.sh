@@ -66,7 +66,8 @@ open("sageattention/_build_info.py", "w").write(bs.render_build_info(info))
 EOF
 build_rc=$?
 note build "rc=$build_rc"
-grep -E "registers|spill|C75[0-9][0-9]" "$OUT/build.log" | sed 's/ in the function.*//; s/ in function.*//' | sort | uniq -c \
+grep -E "registers|spill|C75[0-9][0-9]" "$OUT/build.log" | sed 's/ in the function.*//; s/ in function.*//' \
+  | sort | uniq -c \
   | sed 's/^/  ptxas /' | tee -a "$OUT/summary.txt"
 [ $build_rc -eq 0 ] || { tail -40 "$OUT/build.log"; cat "$OUT/summary.txt"; exit 1; }
 fi

@@ -264,7 +264,7 @@ def test_fullgraph_compile(sm90):
 def test_p_fragment_key_order_matches_quantized_v():
     """CPU check of the layout contract between csrc/sm90/softmax.cuh and ops/quant.py: register byte e of A
     fragment register 2*half + r (lane l) holds key 16*half + 8*(e//2) + 2*(l%4) + e%2 of the k32 step, and wgmma
-    multiplies it with Vᵀ column 16*half + 4*(l%4) + e, where the quantized Vᵀ stores key V16_POSITION⁻¹(column)."""
+    multiplies it with Vᵀ column 16*half + 4*(l%4) + e, where quantized Vᵀ stores key V16_POSITION⁻¹(column)."""
     from sageattention.ops.quant import V16_POSITION
 
     for lane_quad in range(4):

@@ -1,6 +1,6 @@
 // INT8 Q·Kᵀ / FP8 P·V attention forward for Hopper (sm_90a): a CTA serves work tiles of 128 query rows of
-// one (batch, head), one or (persistent grid) several. Warpgroup 0 produces: one thread issues TMA copies of the Q tile and of K and Vᵀ tiles into
-// a ring of kStages stages. Warpgroups 1 and 2 consume, 64 query rows each: wgmma s8 for S = Q·Kᵀ, online
+// one (batch, head), one or (persistent grid) several. Warpgroup 0 produces: one thread issues TMA copies of
+// the Q tile and of K and Vᵀ tiles into a ring of kStages stages. Warpgroups 1 and 2 consume, 64 query rows each: wgmma s8 for S = Q·Kᵀ, online
 // softmax in registers, wgmma e4m3 for P·V with P straight from registers. Semantics: reference.py with
 // key_tile 64, warp_rows 16 and pv "fp8".
 #pragma once
@@ -72,8 +72,8 @@ __device__ __forceinline__ WorkTile work_tile(const AttentionArgs& args, int t) 
 // The producer thread: for each work tile of this CTA, Q once (after both consumers released the previous Q),
 // then K and Vᵀ of every key tile into the stage ring. `it` counts key tiles across work tiles.
 template <class Tile>
-__device__ __forceinline__ void produce(const SharedTiles<Tile>& smem, const AttentionArgs& args, const CUtensorMap* tm_q,
-                                        const CUtensorMap* tm_k, const CUtensorMap* tm_v) {
+__device__ __forceinline__ void produce(const SharedTiles<Tile>& smem, const AttentionArgs& args,
+                                        const CUtensorMap* tm_q, const CUtensorMap* tm_k, const CUtensorMap* tm_v) {
   int it = 0, q_round = 0;
   for (int t = blockIdx.x; t < total_work<Tile>(args); t += gridDim.x) {
     const WorkTile w = work_tile<Tile>(args, t);
