@@ -1,8 +1,8 @@
 // INT8 Q·Kᵀ / FP8 P·V attention forward for Hopper (sm_90a): a CTA serves work tiles of 128 query rows of
 // one (batch, head), one or (persistent grid) several. Warpgroup 0 produces: one thread issues TMA copies of
-// the Q tile and of K and Vᵀ tiles into a ring of kStages stages. Warpgroups 1 and 2 consume, 64 query rows each: wgmma s8 for S = Q·Kᵀ, online
-// softmax in registers, wgmma e4m3 for P·V with P straight from registers. Semantics: reference.py with
-// key_tile 64, warp_rows 16 and pv "fp8".
+// the Q tile and of K and Vᵀ tiles into a ring of kStages stages. Warpgroups 1 and 2 consume, 64 query rows
+// each: wgmma s8 for S = Q·Kᵀ, online softmax in registers, wgmma e4m3 for P·V with P straight from
+// registers. Semantics: reference.py with key_tile 64, warp_rows 16 and pv "fp8".
 #pragma once
 
 #include <cuda_bf16.h>
