@@ -7,14 +7,15 @@
 #   .ci/build_extension.sh --worktree      build the working tree as it is (tracked + untracked, not ignored)
 #   .ci/build_extension.sh --csrc DIR      replace csrc/ with DIR (to test this script with stand-in sources)
 # Settings: ARCH (default 8.0), CUDA_HOME (default /usr/local/cuda), PYTHON (default python3),
-# CI_VENV (reuse this venv if it already has the pinned torch), KEEP=1 (keep the work folder), MAX_JOBS.
+# CI_VENV (reuse this venv if it already has the pinned torch), KEEP=1 (keep the work folder),
+# EXT_PARALLEL (default 2: modules compile side by side, which also exercises that path) and MAX_JOBS (default 1).
 set -euo pipefail
 
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 arch="${ARCH:-8.0}"
 torch_pin="torch==2.14.1"
 tools=(ninja==1.13.2 setuptools==80.9.0 wheel==0.48.0)
-export CUDA_HOME="${CUDA_HOME:-/usr/local/cuda}"
+export CUDA_HOME="${CUDA_HOME:-/usr/local/cuda}" EXT_PARALLEL="${EXT_PARALLEL:-2}" MAX_JOBS="${MAX_JOBS:-1}"
 from=clone csrc_dir=""
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -51,7 +52,7 @@ py="$venv/bin/python"
 "$py" -c "import torch; print('torch', torch.__version__, 'CUDA', torch.version.cuda)"
 "$CUDA_HOME/bin/nvcc" --version | tail -1
 
-stamp "pip install . --no-build-isolation (TORCH_CUDA_ARCH_LIST=$arch, MAX_JOBS=${MAX_JOBS:-default})"
+stamp "pip install . --no-build-isolation (TORCH_CUDA_ARCH_LIST=$arch, EXT_PARALLEL=$EXT_PARALLEL, MAX_JOBS=$MAX_JOBS)"
 (cd "$work/src" && TORCH_CUDA_ARCH_LIST="$arch" "$py" -m pip install -v --no-deps --no-build-isolation . \
   > "$work/build.log" 2>&1) || { tail -60 "$work/build.log"; echo "build failed (log above)"; exit 1; }
 
