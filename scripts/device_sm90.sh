@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # One-shot validation of the sm90 kernel on an H100/H200 (python3 with torch + nvcc + compute-sanitizer there):
 #   1. builds only sageattention._C_quant and _C_sm90 in place (setup.py's flags, arch 9.0 / 9.0a), ptxas -v kept;
+#   1b. selftest: csrc/sm90/selftest (no torch): TMA + wgmma s8 and the P-fragment/V-permutation e4m3 wgmma alone,
+#      so a wrong descriptor or layout is told apart from a wrong kernel;
 #   2. smoke: serial/ping-pong x one-CTA-per-tile/persistent, each in its own 45 s process (a hang shows up
 #      as TIMED OUT for that combination instead of eating the run);
 #   3. tests/test_sm90_attention.py (SAGEATTN_ENABLE_UNVALIDATED_SM90=1, metrics to metrics.json);
@@ -11,7 +13,7 @@
 # last. It writes sageattention/_C_*.so and sageattention/_build_info.py: run it on the device copy, not a shared
 # checkout. Stages can be picked so each device call stays inside its 10 minutes on one warm machine (build/ and
 # sageattention/*.so stay between calls); all stages in one go take about 10-15 minutes:
-#   bash scripts/device_sm90.sh build smoke sass;   bash scripts/device_sm90.sh tests;
+#   bash scripts/device_sm90.sh build selftest smoke sass;   bash scripts/device_sm90.sh tests;
 #   bash scripts/device_sm90.sh sanitize bench
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -22,7 +24,7 @@ export PYTHONUNBUFFERED=1 SAGEATTN_ENABLE_UNVALIDATED_SM90=1 CUDA_HOME=${CUDA_HO
 export MAX_JOBS=${MAX_JOBS:-16}
 PY=${PYTHON:-python3}
 note() { printf '%-12s %s\n' "$1" "$2" | tee -a "$OUT/summary.txt"; }
-STAGES=" ${*:-build smoke tests sanitize sass bench} "
+STAGES=" ${*:-build selftest smoke tests sanitize sass bench} "
 want() { [[ "$STAGES" == *" $1 "* ]]; }
 
 note device "$(nvidia-smi -L 2>&1 | head -1)"
@@ -72,6 +74,14 @@ grep -E "registers|spill|C75[0-9][0-9]" "$OUT/build.log" | sed 's/ in the functi
 [ $build_rc -eq 0 ] || { tail -40 "$OUT/build.log"; cat "$OUT/summary.txt"; exit 1; }
 fi
 
+# ---- 1b. selftest ----------------------------------------------------------------------------------------
+if want selftest; then
+"$CUDA_HOME/bin/nvcc" -std=c++17 -O2 -gencode=arch=compute_90a,code=sm_90a -Icsrc csrc/sm90/selftest/selftest.cu \
+  -o build/sm90_selftest >"$OUT/smoke.log" 2>&1 && timeout 60 build/sm90_selftest >>"$OUT/smoke.log" 2>&1
+note selftest "rc=$?"
+grep -E "^(qk|pv|selftest)|FAIL|error" "$OUT/smoke.log" | sed 's/^/  /' | tee -a "$OUT/summary.txt"
+fi
+
 # ---- 2. smoke: each schedule x grid in its own process, so one that hangs cannot hide the others ---------
 if want smoke; then
 cat >build/sm90_smoke.py <<'EOF'
@@ -98,7 +108,6 @@ for d in (64, 128):
         print(f"d={d} causal={causal} pingpong={pingpong} persistent={persistent}: rel-L1 vs reference {err:.2e}",
               f"unwritten/NaN {int(o.isnan().sum())}")
 EOF
-: >"$OUT/smoke.log"
 smoke_rc=0
 for combo in "0 0" "1 0" "0 1" "1 1"; do
   timeout 45 $PY build/sm90_smoke.py $combo >>"$OUT/smoke.log" 2>&1
