@@ -132,15 +132,15 @@ def run_sa106(path, cfgs, args):
     return rows
 
 
-def quant_share(args, n=8192):
-    """Time of the Triton quantization op alone over the whole call, at N=8K."""
+def quant_share(args, sizes=(1024, 8192)):
+    """Time of the Triton quantization op alone over the whole call (the target is stated at N=8K)."""
     import triton
 
     from sageattention.config import LOG2E
     from sageattention.triton import ops
 
     rows = []
-    for d in args.d:
+    for n, d in ((n, d) for n in sizes for d in args.d):
         q, k, v = make_inputs(args.batch, args.heads, n, d, torch.float16)
         fq = lambda: ops.quant_qk(q, k, None, None, n, n, d ** -0.5 * LOG2E, True)  # noqa: E731
         full = sage_fn("triton")

@@ -14,6 +14,10 @@ from .quant import seq_bounds
 
 LOG2E = tl.constexpr(1.4426950408889634)
 LN2 = tl.constexpr(0.6931471805599453)
+# The running max is raised by 2**-22 of itself: at |logit| ~ 1e11 (fp16 inputs near 60000) a contracted
+# fma(qk, scale, -max) differs from the rounded product by up to half an ulp, which exp2 would turn into inf.
+# exp2 of the shift is 1 - 1.7e-7·|max| relative, and cancels between P·V and the row sum.
+MAX_SLACK = tl.constexpr(2.384185791015625e-07)
 
 
 @triton.jit
@@ -49,17 +53,24 @@ def _key_tile(
             else:  # additive, natural-log units
                 s += tl.load(m_ptrs, mask=m_ok, other=0.0).to(tl.float32) * LOG2E
         m_new = tl.maximum(m_i, tl.max(s, axis=1))
-        # a user mask can hide every key a row has seen so far: exp2 must not see -inf - -inf
-        m_use = tl.where(m_new == float("-inf"), 0.0, m_new) if MASK_KIND != 0 else m_new
-        p = tl.math.exp2(s - m_use[:, None])
+        if MASK_KIND != 0:  # a user mask can hide every key a row has seen so far: no -inf - -inf
+            m_use = tl.where(m_new == float("-inf"), 0.0, m_new)
+            m_use += tl.abs(m_use) * MAX_SLACK
+            p = tl.math.exp2(s - m_use[:, None])
+            alpha = tl.math.exp2(m_i - m_use)
+            m_new = tl.where(m_new == float("-inf"), m_new, m_use)  # acc and l stay 0 until a key is seen
+        else:
+            m_new += tl.abs(m_new) * MAX_SLACK
+            p = tl.math.exp2(s - m_new[:, None])
+            alpha = tl.math.exp2(m_i - m_new)
     else:
         # unmasked tile: the scale (> 0) commutes with the row max, so scaling and subtracting the max
         # fold into one fma per logit
         scale = q_scale * k_scale
         m_new = tl.maximum(m_i, tl.max(qk, axis=1) * scale)
-        m_use = m_new
-        p = tl.math.exp2(qk * scale - m_use[:, None])
-    alpha = tl.math.exp2(m_i - m_use)
+        m_new += tl.abs(m_new) * MAX_SLACK
+        p = tl.math.exp2(qk * scale - m_new[:, None])
+        alpha = tl.math.exp2(m_i - m_new)
     l_i = l_i * alpha + tl.sum(p, axis=1)
     if PV_FP8:
         p_in = (p * P_SCALE).to(tl.float8e4nv)
@@ -67,6 +78,8 @@ def _key_tile(
         p_in = p.to(v.dtype)
     if PV_TILE_FP16:  # each tile's partial sum rounded to fp16 before it joins the fp32 accumulator
         acc = acc * alpha[:, None] + tl.dot(p_in, v).to(tl.float16).to(tl.float32)
+    elif PV_FP8:  # fp8 mma accumulates with reduced precision: only a tile's partial sum stays inside it
+        acc = acc * alpha[:, None] + tl.dot(p_in, v)
     else:  # the tensor cores add the partial into the rescaled accumulator
         acc = tl.dot(p_in, v, acc * alpha[:, None])
     return acc, l_i, m_new

@@ -51,11 +51,13 @@ def _run(q, k, v, cfg, cu_q, cu_k, max_q, max_k, mask):
     from . import ops
 
     _check(q, cfg)
-    q8, qs, k8, ks, km = ops.quant_qk(q, k, cu_q, cu_k, max_q, max_k, cfg.sm_scale * LOG2E, cfg.smooth_k)
+    # torch.compile traces the registered ops; eager calls on plain tensors launch the kernels directly
+    quant_qk, quant_v_fp8, attention = ops.calls(type(q) is torch.Tensor and not torch.compiler.is_compiling())
+    q8, qs, k8, ks, km = quant_qk(q, k, cu_q, cu_k, max_q, max_k, cfg.sm_scale * LOG2E, cfg.smooth_k)
     v_scale = v_mean = None
     if cfg.pv == "fp8":
-        v, v_scale, v_mean = ops.quant_v_fp8(v, cu_k, max_k, cfg.smooth_v)
-    o, lse = ops.attention(
+        v, v_scale, v_mean = quant_v_fp8(v, cu_k, max_k, cfg.smooth_v)
+    o, lse = attention(
         q8, qs, k8, ks, v, q, km, v_scale, v_mean, mask, cu_q, cu_k, max_q, max_k, cfg.sm_scale, cfg.is_causal,
         cfg.causal_alignment == "bottom_right", cfg.return_lse, cfg.smooth_k, cfg.smooth_v, cfg.pv_accum_dtype,
     )

@@ -14,6 +14,11 @@ import torch
 import triton
 from torch.library import triton_op, wrap_triton
 
+try:  # eager calls skip the op dispatcher and the HOP wrapper, as triton_op's own eager path does
+    from torch._library.triton import set_wrap_triton_enabled
+except ImportError:  # pragma: no cover
+    set_wrap_triton_enabled = None
+
 from . import attention as attn_kernels
 from . import quant as quant_kernels
 from .tiles import BLOCK_N, tile_config
@@ -43,14 +48,20 @@ def _n_split(length: int, n_rows_groups: int) -> int:
     return max(1, min(16, by_work, by_length))
 
 
+def _unused(device) -> torch.Tensor:
+    """Stands in for a pointer a kernel variant never touches. Never pass an output twice instead: functionalizing
+    a kernel that writes through one of two aliased arguments loses the write (torch.compile, opcheck)."""
+    return torch.empty(1, dtype=torch.int32, device=device)
+
+
 def _column_stats(x, cu, max_len, with_range: bool):
     n, h, length, d = _shape(x, cu, max_len)
     n_split = _n_split(length, n * h)
     sums = torch.empty(n * h, n_split, d, dtype=torch.float32, device=x.device)
-    hi = torch.empty_like(sums) if with_range else sums
-    lo = torch.empty_like(sums) if with_range else sums
+    hi = torch.empty_like(sums) if with_range else _unused(x.device)
+    lo = torch.empty_like(sums) if with_range else _unused(x.device)
     wrap_triton(quant_kernels.column_partial_stats)[(n_split, n * h)](
-        x, sums, hi, lo, cu if cu is not None else sums, *_bhld_strides(x, cu is not None), h, length,
+        x, sums, hi, lo, cu if cu is not None else _unused(x.device), *_bhld_strides(x, cu is not None), h, length,
         D=d, N_SPLIT=n_split, BLOCK_L=STATS_ROWS, VARLEN=cu is not None, WITH_RANGE=with_range, num_warps=4,
     )
     return sums, hi, lo, n_split
@@ -66,18 +77,18 @@ def _quantize_int8(x, cu, max_len, rows, factor, smooth):
     if smooth:
         sums, _, _, n_split = _column_stats(x, cu, max_len, with_range=False)
     else:
-        sums, n_split = mean, 1
+        sums, n_split = _unused(x.device), 1
     cs = _bhld_strides(codes, varlen)
     wrap_triton(quant_kernels.quantize_rows)[(n_groups, n * h)](
-        x, codes, scale, sums, mean, cu if varlen else scale, *_bhld_strides(x, varlen), cs[0], cs[1], cs[2],
-        h, length, n_groups, factor, D=d, ROWS=rows, N_SPLIT=n_split, SMOOTH=smooth, VARLEN=varlen,
+        x, codes, scale, sums, mean, cu if varlen else _unused(x.device), *_bhld_strides(x, varlen), cs[0], cs[1],
+        cs[2], h, length, n_groups, factor, D=d, ROWS=rows, N_SPLIT=n_split, SMOOTH=smooth, VARLEN=varlen,
+        INTERPRET=quant_kernels.INTERPRETED,
         num_warps=4 if d <= 128 else 8,
     )
     return codes, scale, mean
 
 
-@triton_op("sageattention::triton_quant_qk", mutates_args=())
-def quant_qk(
+def quant_qk_impl(
     q: torch.Tensor, k: torch.Tensor, cu_seqlens_q: Optional[torch.Tensor], cu_seqlens_k: Optional[torch.Tensor],
     max_seqlen_q: int, max_seqlen_k: int, q_scale_factor: float, smooth_k: bool,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -87,8 +98,7 @@ def quant_qk(
     return q8, qs, k8, ks, km
 
 
-@triton_op("sageattention::triton_quant_v_fp8", mutates_args=())
-def quant_v_fp8(
+def quant_v_fp8_impl(
     v: torch.Tensor, cu_seqlens: Optional[torch.Tensor], max_seqlen: int, smooth_v: bool,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """-> (e4m3 codes stored channel-major [n, H, D, L] (packed: [H, D, total]) so P·V reads keys
@@ -105,7 +115,7 @@ def quant_v_fp8(
     scale = torch.empty(n, h, d, dtype=torch.float32, device=v.device)
     mean = torch.empty_like(scale)
     wrap_triton(quant_kernels.quantize_fp8_columns)[(triton.cdiv(length, K_ROWS), n * h)](
-        v, codes, scale, mean, sums, hi, lo, cu_seqlens if varlen else scale, *_bhld_strides(v, varlen), *cs,
+        v, codes, scale, mean, sums, hi, lo, cu_seqlens if varlen else _unused(v.device), *_bhld_strides(v, varlen), *cs,
         h, length, D=d, ROWS=K_ROWS, N_SPLIT=n_split, SMOOTH=smooth_v, VARLEN=varlen, num_warps=4,
     )
     return codes, scale, mean
@@ -118,8 +128,7 @@ def fp8_v_strides(codes: torch.Tensor, varlen: bool) -> tuple:
     return codes.stride(0), codes.stride(1), 1, codes.stride(2)
 
 
-@triton_op("sageattention::triton_attention", mutates_args=())
-def attention(
+def attention_impl(
     q8: torch.Tensor, q_scale: torch.Tensor, k8: torch.Tensor, k_scale: torch.Tensor, v: torch.Tensor,
     q: torch.Tensor, k_mean: torch.Tensor, v_scale: Optional[torch.Tensor], v_mean: Optional[torch.Tensor],
     attn_mask: Optional[torch.Tensor], cu_seqlens_q: Optional[torch.Tensor], cu_seqlens_k: Optional[torch.Tensor],
@@ -140,14 +149,14 @@ def attention(
         ls = (0, lse.stride(0)) if varlen else (lse.stride(0), lse.stride(1))
     else:
         lse, ls = torch.empty(0, dtype=torch.float32, device=q.device), (0, 0)
-    mask_kind, mask, ms = 0, q_scale, (0, 0, 0, 0)
+    mask_kind, mask, ms = 0, _unused(q.device), (0, 0, 0, 0)
     if attn_mask is not None:
-        m4 = attn_mask.reshape((1,) * (4 - attn_mask.dim()) + tuple(attn_mask.shape)).expand(n, hq, lq, lk)
-        mask_kind = 1 if m4.dtype == torch.bool else 2
-        mask = m4.view(torch.uint8) if mask_kind == 1 else m4
+        mask_kind = 1 if attn_mask.dtype == torch.bool else 2
+        m = attn_mask.to(torch.uint8) if mask_kind == 1 else attn_mask  # bytes of the caller's shape, not [B,H,Lq,Lk]
+        mask = m.reshape((1,) * (4 - m.dim()) + tuple(m.shape)).expand(n, hq, lq, lk)
         ms = mask.stride()
     vs = fp8_v_strides(v, varlen) if pv_fp8 else _bhld_strides(v, varlen)
-    dummy = q_scale
+    dummy = _unused(q.device)  # read-only roles may share it
     grid = (triton.cdiv(lq, block_m), n * hq)
     wrap_triton(attn_kernels.attention_fwd)[grid](
         q8, q_scale, k8, k_scale, v, o, lse, q, k_mean, mask,
@@ -163,3 +172,24 @@ def attention(
         num_warps=num_warps, num_stages=num_stages,
     )
     return o, lse
+
+
+quant_qk = triton_op("sageattention::triton_quant_qk", quant_qk_impl, mutates_args=())
+quant_v_fp8 = triton_op("sageattention::triton_quant_v_fp8", quant_v_fp8_impl, mutates_args=())
+attention = triton_op("sageattention::triton_attention", attention_impl, mutates_args=())
+
+
+def calls(direct: bool):
+    """(quant_qk, quant_v_fp8, attention): the registered ops, or with `direct` (plain tensors, eager) the
+    implementations launched straight from Python, saving the dispatcher's per-op overhead."""
+    if not direct or set_wrap_triton_enabled is None:
+        return quant_qk, quant_v_fp8, attention
+
+    def plain(impl):
+        def run(*args):
+            with set_wrap_triton_enabled(False):
+                return impl(*args)
+
+        return run
+
+    return plain(quant_qk_impl), plain(quant_v_fp8_impl), plain(attention_impl)

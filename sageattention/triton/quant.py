@@ -9,8 +9,23 @@ L2) to get the mean, subtracts it and quantizes its block. Both launches cover t
 B·H is small, which a single program per head looping twice over its rows would not.
 """
 
+import os
+
 import triton
 import triton.language as tl
+from triton.language.extra import libdevice
+
+# The interpreter has no libdevice; its numpy arithmetic has no fma contraction, so the add-and-subtract
+# rounding is exact there. Compiled code uses rint: (x * inv + c) - c could be contracted into an fma and then
+# round the exact product, not the fp32 one torch.round sees.
+INTERPRETED = os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+@triton.jit
+def round_even(y, INTERPRET: tl.constexpr):
+    if INTERPRET:  # 1.5 * 2**23 pushes |y| <= 2**22 to integer spacing: round to nearest even
+        return (y + 12582912.0) - 12582912.0
+    return libdevice.rint(y)
 
 
 @triton.jit
@@ -61,6 +76,7 @@ def quantize_rows(
     x_ptr, codes_ptr, scale_ptr, partial_ptr, mean_ptr, cu_ptr,
     sxb, sxh, sxl, sxd, scb, sch, scl, n_heads, seq_len, n_groups, scale_factor,
     D: tl.constexpr, ROWS: tl.constexpr, N_SPLIT: tl.constexpr, SMOOTH: tl.constexpr, VARLEN: tl.constexpr,
+    INTERPRET: tl.constexpr,
 ):
     """One group of ROWS rows -> INT8 codes (round to nearest even) and scale * scale_factor.
 
@@ -85,8 +101,7 @@ def quantize_rows(
             tl.store(mean_ptr + bh * D + cols, mean)
     amax = tl.max(tl.max(tl.abs(x), axis=1), axis=0)
     inv = tl.where(amax > 0, tl.math.div_rn(127.0, tl.maximum(amax, 1e-30)), 0.0)
-    # Adding and removing 1.5 * 2**23 rounds |y| <= 2**22 to nearest-even in fp32, like torch.round.
-    codes = ((x * inv + 12582912.0) - 12582912.0).to(tl.int8)
+    codes = round_even(x * inv, INTERPRET).to(tl.int8)
     c_base = codes_ptr + b.to(tl.int64) * scb + h.to(tl.int64) * sch
     tl.store(c_base + row_off * scl + cols[None, :], codes, mask=valid)
     tl.store(scale_ptr + bh * n_groups + grp, tl.math.div_rn(amax, 127.0) * scale_factor)
