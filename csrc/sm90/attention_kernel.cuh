@@ -145,6 +145,14 @@ __device__ __forceinline__ void consume_tile(const SharedTiles<Tile>& smem, cons
   auto stage_of = [it](int j) { return (it + j) % Tile::kStages; };
   auto parity_of = [it](int j) { return static_cast<uint32_t>(((it + j) / Tile::kStages) & 1); };
 
+  // o *= the rows' rescale factors; skipped when no row of the warp moved its max (a factor of exactly 1),
+  // which late in long rows is most tiles.
+  auto rescale_output = [&]() {
+    if (__any_sync(0xffffffffu, rescale[0] != 1.f || rescale[1] != 1.f)) {
+#pragma unroll
+      for (int i = 0; i < D / 2; ++i) o[i] *= rescale[(i / 2) % 2];
+    }
+  };
   // S = Q·Kᵀ of tile j into s_acc (one commit group).
   auto issue_qk = [&](int j) {
     mbarrier_wait(smem.k_full(stage_of(j)), parity_of(j));
@@ -167,10 +175,7 @@ __device__ __forceinline__ void consume_tile(const SharedTiles<Tile>& smem, cons
     if (key0 + Tile::kBlockN > first_masked_key) mask_tile(s, key0, lane, key_limit);
     online_softmax(s, state, rescale);
     pack_p_fragments(s, p);
-    if constexpr (!kTwoLevel) {  // the next P·V accumulates straight into o
-#pragma unroll
-      for (int i = 0; i < D / 2; ++i) o[i] *= rescale[(i / 2) % 2];
-    }
+    if constexpr (!kTwoLevel) rescale_output();  // the next P·V accumulates straight into o
   };
   // O (+)= P·V of tile j (one commit group).
   auto issue_pv = [&](int j) {
@@ -181,10 +186,7 @@ __device__ __forceinline__ void consume_tile(const SharedTiles<Tile>& smem, cons
     WgmmaE4m3<D>::rs(acc, p[0], desc_v, !kTwoLevel);
     WgmmaE4m3<D>::rs(acc, p[1], desc_advance(desc_v, 32), 1);
     wgmma_commit();
-    if constexpr (kTwoLevel) {
-#pragma unroll
-      for (int i = 0; i < D / 2; ++i) o[i] *= rescale[(i / 2) % 2];  // overlaps the P·V wgmma
-    }
+    if constexpr (kTwoLevel) rescale_output();  // overlaps the P·V wgmma
   };
   // After P·V of tile j has landed: free its stage, fold the tile's partial sum in.
   auto finish_pv = [&](int j) {
