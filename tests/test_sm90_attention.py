@@ -29,6 +29,14 @@ ACCUMS = ("fp32+fp32", "fp32")
 N_RANDOM = 160
 # Kernel vs reference.py, rel-L1 (see the module docstring); bf16 output rounding (8 bits) dominates for bf16.
 SAME_SEMANTICS_RL1 = {torch.float16: 4e-3, torch.bfloat16: 8e-3}
+# "fp32" keeps the whole P·V sum in the FP8 wgmma accumulator, which adds with fewer mantissa bits than fp32
+# (~14 are reported for Hopper FP8 GEMMs): thousands of keys drift by up to ~1% from reference.py's fp32 sum.
+# That is what "fp32+fp32" exists to avoid; the bound is a first guess, to be set from metrics.json once measured.
+SINGLE_LEVEL_RL1 = 2.5e-2
+
+
+def _bound(dtype, accum="fp32+fp32"):
+    return SINGLE_LEVEL_RL1 if accum == "fp32" else SAME_SEMANTICS_RL1[dtype]
 metrics = Metrics()
 
 
@@ -87,7 +95,7 @@ def _check(sm90, q, k, v, cfg, label=""):
     assert not torch.isnan(o).any(), f"NaN or unwritten output {label}"
     rl1 = rel_l1(o, ref_o) if ref_o.abs().sum() > 0 else float((o.float() - ref_o.float()).abs().max())
     metrics.record(f"sm90/vs_reference_rel_l1/{cfg.pv_accum_dtype}", rl1)
-    assert rl1 <= SAME_SEMANTICS_RL1[q.dtype], f"rel-L1 vs reference {rl1:.2e} {label}"
+    assert rl1 <= _bound(q.dtype, cfg.pv_accum_dtype), f"rel-L1 vs reference {rl1:.2e} {label}"
     if cfg.return_lse:
         seen = torch.isfinite(ref_lse)
         assert not torch.isnan(lse).any()
@@ -102,7 +110,8 @@ def _check(sm90, q, k, v, cfg, label=""):
         k_err, r_err = rel_l1(o, exact_o), rel_l1(ref_o, exact_o)
         metrics.record("sm90/vs_fp32_rel_l1", k_err)
         metrics.record("sm90/vs_fp32_cos", cosine(o, exact_o), worse=min)
-        assert k_err <= 1.05 * r_err + 2e-3, f"vs fp32: kernel {k_err:.4f}, reference {r_err:.4f} {label}"
+        slack = 2e-3 if cfg.pv_accum_dtype != "fp32" else SINGLE_LEVEL_RL1
+        assert k_err <= 1.05 * r_err + slack, f"vs fp32: kernel {k_err:.4f}, reference {r_err:.4f} {label}"
     return o, lse
 
 
@@ -187,7 +196,7 @@ def test_every_output_is_written_in_both_schedules(sm90, length, accum, pingpong
         outs.append((out, lse))
     assert torch.equal(outs[0][0], outs[1][0]) and torch.equal(outs[0][1], outs[1][1]), "schedules differ"
     ref_o, _ = _reference(q, k, v, cfg)
-    assert rel_l1(outs[0][0], ref_o) <= SAME_SEMANTICS_RL1[q.dtype]
+    assert rel_l1(outs[0][0], ref_o) <= _bound(q.dtype, accum)
 
 
 @gpu
