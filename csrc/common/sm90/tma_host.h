@@ -44,6 +44,10 @@ inline std::string encode_tiled_4d(CUtensorMap* map, const ByteTensor4d& t, uint
   for (uint64_t s : t.strides) {
     if (s % 16 != 0) return "TMA needs strides that are multiples of 16 bytes";
   }
+  // The driver describes each dimension as nested in the next (stride[i+1] >= stride[i] * dim[i+1]).
+  if (t.strides[0] < t.dims[0] || t.strides[1] < t.strides[0] * t.dims[1] || t.strides[2] < t.strides[1] * t.dims[2]) {
+    return "TMA needs dimensions nested innermost first (e.g. a contiguous [B, H, L, D] tensor)";
+  }
   CUtensorMapSwizzle swizzle = swizzle_bytes == 128  ? CU_TENSOR_MAP_SWIZZLE_128B
                                : swizzle_bytes == 64 ? CU_TENSOR_MAP_SWIZZLE_64B
                                : swizzle_bytes == 32 ? CU_TENSOR_MAP_SWIZZLE_32B
