@@ -10,6 +10,15 @@ from .matrix import add_selection_args, selected
 from .progress import console, tracker
 
 
+def _log_tail(output_dir: Path, lines: int = 25) -> str:
+    """The end of the newest build or test log rattler-build left behind (its exception carries none)."""
+    logs = sorted(output_dir.glob("**/conda_build.log"), key=lambda p: p.stat().st_mtime)
+    if not logs:
+        return ""
+    tail = logs[-1].read_text(errors="replace").splitlines()[-lines:]
+    return f"\n--- {logs[-1]} (last {lines} lines) ---\n" + "\n".join(tail)
+
+
 def build(variants, channels: list[str], output_dir: Path, test: bool = True) -> list[Path]:
     """Builds each variant (and runs the recipe's tests unless `test` is False); returns the .conda paths."""
     from rattler_build import ToolConfiguration
@@ -22,7 +31,7 @@ def build(variants, channels: list[str], output_dir: Path, test: bool = True) ->
                 result = variant.rendered.run_build(tool_config=tool, output_dir=output_dir, channels=channels,
                                                     package_format="conda")
             except Exception as exc:  # rattler-build raises its own error types; keep the variant in the message
-                raise BuildToolError(f"{variant.id} failed: {exc}") from exc
+                raise BuildToolError(f"{variant.id} failed: {exc}{_log_tail(output_dir)}") from exc
             packages += [Path(p) for p in result.packages]
             console.print(f"built {variant.id} in {result.build_time:.0f}s: {', '.join(map(str, result.packages))}")
             advance(variant.id)
