@@ -27,6 +27,16 @@ def _rows_aligned(x: torch.Tensor) -> torch.Tensor:
     return x if ok else x.contiguous()
 
 
+def check_input(x: torch.Tensor, name: str = "x") -> None:
+    """One-line TypeError/ValueError before anything reaches C++ (whose checks are only a safety net)."""
+    if x.dtype not in (torch.float16, torch.bfloat16):
+        raise TypeError(f"{name} is {x.dtype}; the CUDA quantization kernels take torch.float16 or torch.bfloat16")
+    if x.dim() != 4 or x.shape[-1] not in (64, 128):
+        raise ValueError(f"{name} must be [B, H, L, 64 or 128], got {tuple(x.shape)}; zero-pad the head dim (api.py does)")
+    if not x.is_cuda:
+        raise ValueError(f"{name} is on {x.device}; the CUDA quantization kernels need a CUDA tensor")
+
+
 def group_counts(length: int, group_rows: int, residues: int) -> int:
     return -(-length // group_rows) * residues
 
@@ -34,6 +44,7 @@ def group_counts(length: int, group_rows: int, residues: int) -> int:
 @torch.library.custom_op("sageattention::seq_mean", mutates_args=())
 def seq_mean(x: torch.Tensor) -> torch.Tensor:
     """Mean over the sequence of [B, H, L, D] fp16/bf16, fp32 [B, H, D]."""
+    check_input(x)
     return _module().seq_mean(_rows_aligned(x))
 
 
@@ -48,6 +59,9 @@ def quant_int8(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(int8 codes [B, H, L, D] contiguous, fp32 scales [B, H, n_groups]) of x - mean. group_rows 16/32/64;
     residues 1 (per_warp), 8 (Q per_thread) or 4 (K per_thread)."""
+    check_input(x)
+    if group_rows not in (16, 32, 64) or residues not in (1, 4, 8):
+        raise ValueError(f"group_rows must be 16, 32 or 64 and residues 1, 4 or 8; got {group_rows}, {residues}")
     codes, scales = _module().quant_int8(_rows_aligned(x), mean, group_rows, residues)
     return codes, scales
 
@@ -62,6 +76,7 @@ def _(x, mean, group_rows, residues):
 @torch.library.custom_op("sageattention::quant_v_fp8", mutates_args=())
 def quant_v_fp8(v: torch.Tensor, smooth_v: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(e4m3 V^T [B, H, D, L padded to 64] with keys permuted by V16_POSITION, scale [B, H, D], mean [B, H, D])."""
+    check_input(v, "v")
     vt, scale, mean = _module().quant_v_fp8(_rows_aligned(v), smooth_v)
     return vt, scale, mean
 
