@@ -170,6 +170,7 @@ def sageattn_qk_int8_pv_fp8_cuda_sm90(
         "sageattn_qk_int8_pv_fp8_cuda_sm90", "sm90", q, k, v, tensor_layout, kwargs, is_causal=is_causal,
         qk_quant_gran=qk_quant_gran, sm_scale=sm_scale, pv_accum_dtype=pv_accum_dtype, smooth_k=smooth_k,
         return_lse=return_lse, causal_alignment=causal_alignment, allowed_grans=("per_warp", "per_thread"),
+        allowed_accums=("fp32+fp32", "fp32"),  # wgmma accumulates only in fp32
     )
 
 

@@ -159,6 +159,7 @@ def make_config(
     quantization_backend: str = "triton",
     attn_mask=None,
     allowed_grans=QK_QUANT_GRANS,
+    allowed_accums=None,
 ) -> AttentionConfig:
     """q, k are HND views that passed check_qkv."""
     b, hq, lq, d = q.shape
@@ -167,7 +168,7 @@ def make_config(
         raise TypeError(f"is_causal must be True or False, got {is_causal!r}")
     check_causal(is_causal, causal_alignment, lq, lk)
     check_choice("qk_quant_gran", qk_quant_gran, allowed_grans)
-    accum_choices = PV_ACCUM_DTYPES[pv]
+    accum_choices = allowed_accums or PV_ACCUM_DTYPES[pv]
     pv_accum_dtype = accum_choices[0] if pv_accum_dtype is None else pv_accum_dtype
     check_choice("pv_accum_dtype", pv_accum_dtype, accum_choices)
     check_choice("quantization_backend", quantization_backend, QUANTIZATION_BACKENDS)

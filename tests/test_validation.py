@@ -52,6 +52,7 @@ CASES = [
     ("unknown qk_quant_gran", lambda: sa.sageattn_qk_int8_pv_fp16_cuda(q, k, v, qk_quant_gran="per_row"), ValueError, ["per_row", "'per_warp'", "'per_thread'"]),
     ("unknown pv_accum_dtype", lambda: sa.sageattn_qk_int8_pv_fp8_cuda(q, k, v, pv_accum_dtype="fp64"), ValueError, ["fp64", "'fp32+fp16'"]),
     ("fp16 accum on fp8 kernel", lambda: sa.sageattn_qk_int8_pv_fp8_cuda_sm90(q, k, v, pv_accum_dtype="fp16"), ValueError, ["'fp32+fp32'"]),
+    ("fp16 inner accum on sm90", lambda: sa.sageattn_qk_int8_pv_fp8_cuda_sm90(q, k, v, pv_accum_dtype="fp32+fp16"), ValueError, ["'fp32+fp32', 'fp32'"]),
     ("unknown quantization_backend", lambda: sa.sageattn_qk_int8_pv_fp16_triton(q, k, v, quantization_backend="numpy"), ValueError, ["'triton'", "'cuda'"]),
     ("unknown backend", lambda: sa.sageattn(q, k, v, backend="cutlass"), ValueError, ["cutlass", "'auto'"]),
     ("mask of wrong shape", lambda: sa.sageattn_qk_int8_pv_fp16_triton(q, k, v, attn_mask=torch.ones(3, 8, dtype=torch.bool)), ValueError, ["broadcast", "[1, 2, 8, 8]"]),
