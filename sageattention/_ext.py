@@ -120,9 +120,16 @@ def _arch_reason(name: str, capability: tuple) -> Optional[str]:
         f"TORCH_CUDA_ARCH_LIST={capability[0]}.{capability[1]} {REBUILD}"))
 
 
+_capabilities: dict = {}  # device index -> (major, minor)
+
+
 def _capability(device) -> tuple:
     device = torch.device(device)
-    return tuple(torch.cuda.get_device_capability(device if device.index is not None else None))
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    cap = _capabilities.get(index)
+    if cap is None:
+        cap = _capabilities[index] = tuple(torch.cuda.get_device_capability(index))
+    return cap
 
 
 def load(name: str, device=None):
