@@ -28,7 +28,7 @@ from .progress import console, tracker
 # Wheels unpacked into stand-ins (with their dependencies). torch's CPU wheel is on local disk.
 CPU_REQUIREMENTS = ("pip==25.3", "setuptools==80.9.0", "wheel==0.45.1", "ninja==1.13.0", "torch==2.13.0+cpu",
                     "pytest==9.2.0", "hypothesis==6.170.17", "numpy==2.4.1")
-CUDA_TORCH = "torch==2.14.1+cu130"
+CUDA_TORCH = "torch==2.14.1"  # PyPI's default linux build: CUDA 13.0 (nvidia-* wheels)
 CONDA_NAMES = {"torch": "pytorch"}  # wheel name -> conda-forge name where they differ
 SUBDIR = "linux-64"
 CACHE = Path(os.environ.get("SAGEATTN_HERMETIC_CACHE", Path.home() / ".cache" / "sageattention-hermetic"))
@@ -57,21 +57,42 @@ def download_wheels(requirements: list[str], wheelhouse: Path) -> list[Path]:
     return sorted(wheelhouse.glob("*.whl"))
 
 
-def _requires(metadata_text: str) -> list[str]:
-    """Conda dependency names of a wheel's unconditional Requires-Dist for this interpreter."""
+def _wheel_metadata(wheel: Path) -> str:
+    with zipfile.ZipFile(wheel) as archive:
+        name = next(n for n in archive.namelist() if n.endswith(".dist-info/METADATA"))
+        return archive.read(name).decode("utf-8")
+
+
+def _requirements(metadata_text: str):
     from email.parser import Parser
 
     from packaging.requirements import Requirement
 
+    return [Requirement(line) for line in Parser().parsestr(metadata_text).get_all("Requires-Dist") or []]
+
+
+def requested_extras(wheels: list[Path]) -> dict[str, set[str]]:
+    """Extras some wheel asks of another (torch wants cuda-toolkit[cublas,...]): conda has no extras, so the
+    stand-in of the target depends on what its requested extras pull in."""
+    extras: dict[str, set[str]] = {}
+    for wheel in wheels:
+        for req in _requirements(_wheel_metadata(wheel)):
+            if req.extras and (req.marker is None or req.marker.evaluate({"extra": ""})):
+                extras.setdefault(conda_name(req.name), set()).update(req.extras)
+    return extras
+
+
+def _requires(metadata_text: str, extras: set[str] = frozenset()) -> list[str]:
+    """Conda dependency names of a wheel's Requires-Dist for this interpreter (and the requested extras)."""
     names = []
-    for line in Parser().parsestr(metadata_text).get_all("Requires-Dist") or []:
-        req = Requirement(line)
-        if req.marker is None or req.marker.evaluate({"extra": ""}):
-            names.append(conda_name(req.name))
+    for req in _requirements(metadata_text):
+        if req.marker is None or any(req.marker.evaluate({"extra": e}) for e in ("", *extras)):
+            if conda_name(req.name) not in names:
+                names.append(conda_name(req.name))
     return names
 
 
-def _unpack_wheel(wheel: Path, stage: Path) -> tuple[str, str, list[str]]:
+def _unpack_wheel(wheel: Path, stage: Path, extras: set[str] = frozenset()) -> tuple[str, str, list[str]]:
     """Lays the wheel out as an installed prefix under `stage`; returns (name, version, depends)."""
     from packaging.utils import parse_wheel_filename
 
@@ -101,7 +122,22 @@ def _unpack_wheel(wheel: Path, stage: Path) -> tuple[str, str, list[str]]:
     for tool in site.glob("*/data/bin/*"):
         (stage / "bin").mkdir(exist_ok=True)
         shutil.copy2(tool, stage / "bin" / tool.name)
-    return conda_name(str(name)), str(version), ["python", *_requires(metadata)]
+    return conda_name(str(name)), str(version), ["python", *_requires(metadata, extras)]
+
+
+def _build_string(name: str, version: str, depends: list[str], tools) -> str:
+    """conda-forge marks pytorch's flavour in the build string (cpu_..., cuda130_...): so do the stand-ins."""
+    local = version.partition("+")[2]
+    if local.startswith("cu"):
+        return f"cuda{local[2:]}_0"
+    if name == "pytorch" and any(d.startswith("nvidia-") for d in depends):
+        cuda = next(v for n, v, _ in tools if n == "cuda-version").replace(".", "")
+        return f"cuda{cuda}_0"
+    return f"{local or 'standin'}_0"
+
+
+def default_wheelhouse(cuda: bool) -> Path:
+    return CACHE / ("wheels-cuda" if cuda else "wheels")
 
 
 def _assemble(name: str, version: str, build: str, stage: Path, out: Path, depends=(), summary="") -> Path:
@@ -180,7 +216,11 @@ def build_channel(out: Path, wheelhouse: Path | None, cuda: bool) -> Path:
     if stamp.exists() and json.loads(stamp.read_text()).get("key") == key:
         console.print(f"stand-in channel {out} is up to date")
         return out
-    wheels = download_wheels(requirements, wheelhouse or CACHE / "wheels")
+    wheels = download_wheels(requirements, wheelhouse or default_wheelhouse(cuda))
+    names = [w.name.split("-")[0].lower() for w in wheels]
+    if len(set(names)) != len(names):
+        raise BuildToolError(f"the wheelhouse holds several versions of {sorted({n for n in names if names.count(n) > 1})}; "
+                             "empty it or pass --wheelhouse with one version of each")
     shutil.rmtree(out, ignore_errors=True)
     subdir = out / SUBDIR
     subdir.mkdir(parents=True)
@@ -197,10 +237,11 @@ def build_channel(out: Path, wheelhouse: Path | None, cuda: bool) -> Path:
             _activation_standin(stage(tool), tool, exports)
             _assemble(tool, version, "standin_0", stage(tool), subdir, summary=f"exports the system {tool}")
             advance(tool)
+        extras = requested_extras(wheels)
         for wheel in wheels:
-            name, version, depends = _unpack_wheel(wheel, stage(wheel.name))
-            local = version.partition("+")[2]  # torch's +cpu / +cu130 -> the build string conda-forge uses
-            build = ("cuda" + local[2:] if local.startswith("cu") else local or "standin") + "_0"
+            wanted = extras.get(conda_name(wheel.name.split("-")[0]), set())
+            name, version, depends = _unpack_wheel(wheel, stage(wheel.name), wanted)
+            build = _build_string(name, version, depends, tools)
             _assemble(name, version.partition("+")[0], build, stage(wheel.name), subdir, depends,
                       summary=f"unpacked from {wheel.name}")
             advance(name)

@@ -44,6 +44,24 @@ def test_wheel_becomes_an_installed_prefix(tmp_path):
     assert subprocess.run([str(tool)], capture_output=True, text=True).stdout == "demo\n"
 
 
+def test_requested_extras_become_dependencies(tmp_path):
+    """torch asks for cuda-toolkit[cufile]: the cuda-toolkit stand-in must then depend on nvidia-cufile."""
+    def wheel(name: str, requires: str) -> Path:
+        path = tmp_path / f"{name}-1.0-py3-none-any.whl"
+        with zipfile.ZipFile(path, "w") as archive:
+            archive.writestr(f"{name}-1.0.dist-info/METADATA", f"Metadata-Version: 2.1\nName: {name}\n"
+                             f"Version: 1.0\n{requires}")
+        return path
+
+    user = wheel("user", "Requires-Dist: cuda-toolkit[cufile]==1.0\n")
+    toolkit = wheel("cuda_toolkit", 'Requires-Dist: nvidia-cufile; extra == "cufile"\n'
+                                    'Requires-Dist: nvidia-cublas; extra == "cublas"\n')
+    extras = channel.requested_extras([user, toolkit])
+    assert extras == {"cuda-toolkit": {"cufile"}}
+    _, _, depends = channel._unpack_wheel(toolkit, tmp_path / "stage", extras["cuda-toolkit"])
+    assert depends == ["python", "nvidia-cufile"]
+
+
 def test_pytorch_build_strings_keep_the_flavour():
     tools = [("cuda-version", "13.0", {})]
     assert channel._build_string("pytorch", "2.13.0+cpu", ["python"], tools) == "cpu_0"
