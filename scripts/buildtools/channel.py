@@ -211,7 +211,8 @@ def build_channel(out: Path, wheelhouse: Path | None, cuda: bool) -> Path:
     requirements = [r for r in CPU_REQUIREMENTS if not (cuda and r.startswith("torch=="))]
     requirements += [CUDA_TORCH] if cuda else []
     tools = toolchain_standins(cuda)
-    key = hashlib.sha256(json.dumps([requirements, tools, sys.executable]).encode()).hexdigest()[:16]
+    recipe_of_standins = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()  # new code, new channel
+    key = hashlib.sha256(json.dumps([requirements, tools, sys.executable, recipe_of_standins]).encode()).hexdigest()[:16]
     stamp = out / "standins.json"
     if stamp.exists() and json.loads(stamp.read_text()).get("key") == key:
         console.print(f"stand-in channel {out} is up to date")
