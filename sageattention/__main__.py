@@ -49,8 +49,7 @@ def cmd_info(_args) -> int:
     try:
         from . import _ext
 
-        info = _ext.build_info()
-        print(f"build         {info if info else 'pure Python (no CUDA extension built)'}")
+        print(f"build         {_ext.summary()}")
         for name, state in _ext.status().items():
             print(f"  {name:<12}{state}")
     except ImportError:
