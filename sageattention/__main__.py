@@ -50,8 +50,9 @@ def cmd_info(_args) -> int:
         from . import _ext
 
         print(f"build         {_ext.summary()}")
-        for name, state in _ext.status().items():
-            print(f"  {name:<12}{state}")
+        if _ext.build_info() is not None:  # per-module load state; nothing to list for a pure-Python install
+            for name, state in _ext.status().items():
+                print(f"  {name:<12}{state}")
     except ImportError:
         print("build         pure Python (no CUDA extension machinery)")
     devices = _devices()
