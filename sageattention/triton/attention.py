@@ -14,10 +14,6 @@ from .quant import seq_bounds
 
 LOG2E = tl.constexpr(1.4426950408889634)
 LN2 = tl.constexpr(0.6931471805599453)
-# The running max is raised by 2**-22 of itself: at |logit| ~ 1e11 (fp16 inputs near 60000) a contracted
-# fma(qk, scale, -max) differs from the rounded product by up to half an ulp, which exp2 would turn into inf.
-# exp2 of the shift is 1 - 1.7e-7·|max| relative, and cancels between P·V and the row sum.
-MAX_SLACK = tl.constexpr(2.384185791015625e-07)
 
 
 @triton.jit
@@ -36,9 +32,9 @@ def _key_tile(
         k = tl.load(k_base + keys[:, None].to(tl.int64) * skl + offs_d[None, :])
         v = tl.load(v_base + keys[:, None].to(tl.int64) * svl + offs_d[None, :] * svd)
     k_scale = tl.load(ks_base + start_n // 64)  # one K scale per 64 keys; BLOCK_N is 64
-    qk = tl.dot(q, tl.trans(k)).to(tl.float32)
+    qk = tl.dot(q, tl.trans(k))  # int32
     if BOUNDARY or MASK_KIND != 0:
-        s = qk * (q_scale * k_scale)
+        s = qk.to(tl.float32) * (q_scale * k_scale)
         if BOUNDARY:
             keep = in_bounds[None, :]
             if CAUSAL:
@@ -53,23 +49,19 @@ def _key_tile(
             else:  # additive, natural-log units
                 s += tl.load(m_ptrs, mask=m_ok, other=0.0).to(tl.float32) * LOG2E
         m_new = tl.maximum(m_i, tl.max(s, axis=1))
-        if MASK_KIND != 0:  # a user mask can hide every key a row has seen so far: no -inf - -inf
-            m_use = tl.where(m_new == float("-inf"), 0.0, m_new)
-            m_use += tl.abs(m_use) * MAX_SLACK
-            p = tl.math.exp2(s - m_use[:, None])
-            alpha = tl.math.exp2(m_i - m_use)
-            m_new = tl.where(m_new == float("-inf"), m_new, m_use)  # acc and l stay 0 until a key is seen
-        else:
-            m_new += tl.abs(m_new) * MAX_SLACK
-            p = tl.math.exp2(s - m_new[:, None])
-            alpha = tl.math.exp2(m_i - m_new)
+        # a user mask can hide every key a row has seen so far: exp2 must not see -inf - -inf
+        m_use = tl.where(m_new == float("-inf"), 0.0, m_new) if MASK_KIND != 0 else m_new
+        p = tl.math.exp2(s - m_use[:, None])
+        alpha = tl.math.exp2(m_i - m_use)
     else:
-        # unmasked tile: the scale (> 0) commutes with the row max, so scaling and subtracting the max
-        # fold into one fma per logit
+        # Unmasked tile: subtract the row max in the integer domain (exact), then scale. The exp2 argument
+        # is a sum of two non-positive terms, so no fma contraction can push it above 0, even for logits
+        # near 1e11 (fp16 inputs of 60000) where fl(qk * scale) - max would be off by thousands.
         scale = q_scale * k_scale
-        m_new = tl.maximum(m_i, tl.max(qk, axis=1) * scale)
-        m_new += tl.abs(m_new) * MAX_SLACK
-        p = tl.math.exp2(qk * scale - m_new[:, None])
+        tile_max = tl.max(qk, axis=1)
+        m_tile = tile_max.to(tl.float32) * scale
+        m_new = tl.maximum(m_i, m_tile)
+        p = tl.math.exp2((qk - tile_max[:, None]).to(tl.float32) * scale + (m_tile - m_new)[:, None])
         alpha = tl.math.exp2(m_i - m_new)
     l_i = l_i * alpha + tl.sum(p, axis=1)
     if PV_FP8:

@@ -142,7 +142,7 @@ def attention_impl(
     n, hq, lq, d = _shape(q, cu_seqlens_q, max_seqlen_q)
     hk, lk = k8.shape[1], (max_seqlen_k if varlen else k8.shape[2])
     pv_fp8 = v_scale is not None
-    block_m, num_warps, num_stages = tile_config(d, is_causal, pv_fp8)
+    block_m, num_warps, num_stages = tile_config(int(d), is_causal, pv_fp8)  # int(): specialize a SymInt
     o = torch.empty_like(q)
     if return_lse:
         lse = torch.empty((hq, q.shape[0]) if varlen else (n, hq, lq), dtype=torch.float32, device=q.device)

@@ -100,7 +100,8 @@ def quantize_rows(
         if grp == 0:
             tl.store(mean_ptr + bh * D + cols, mean)
     amax = tl.max(tl.max(tl.abs(x), axis=1), axis=0)
-    inv = tl.where(amax > 0, tl.math.div_rn(127.0, tl.maximum(amax, 1e-30)), 0.0)
+    # (1 / amax) * 127, rounded twice, as torch evaluates quant/spec.py's 127 / amax (reciprocal, then multiply)
+    inv = tl.where(amax > 0, tl.math.div_rn(1.0, tl.maximum(amax, 1e-30)) * 127.0, 0.0)
     codes = round_even(x * inv, INTERPRET).to(tl.int8)
     c_base = codes_ptr + b.to(tl.int64) * scb + h.to(tl.int64) * sch
     tl.store(c_base + row_off * scl + cols[None, :], codes, mask=valid)
