@@ -71,7 +71,6 @@ def measure(fn, cfg, b, h, accuracy_too=True):
     ms = triton.testing.do_bench(lambda: fn(q, k, v, causal), warmup=25, rep=100, return_mode="median")
     flops = 4 * b * h * n * n * d / (2 if causal else 1)
     row = dict(cfg, ms=ms, tops=flops / ms / 1e9)
-    del q, k, v
     if accuracy_too:
         row.update(accuracy(fn, n, d, dtype, causal))
     return row
@@ -139,14 +138,18 @@ def quant_share(args, sizes=(1024, 8192)):
     from sageattention.config import LOG2E
     from sageattention.triton import ops
 
-    rows = []
+    rows, full, quant_qk = [], sage_fn("triton"), ops.calls(direct=True)[0]  # as the eager call launches it
     for n, d in ((n, d) for n in sizes for d in args.d):
         q, k, v = make_inputs(args.batch, args.heads, n, d, torch.float16)
-        fq = lambda: ops.quant_qk(q, k, None, None, n, n, d ** -0.5 * LOG2E, True)  # noqa: E731
-        full = sage_fn("triton")
-        fq(), full(q, k, v, False)
-        t_q = triton.testing.do_bench(fq, warmup=25, rep=100, return_mode="median")
-        t_all = triton.testing.do_bench(lambda: full(q, k, v, False), warmup=25, rep=100, return_mode="median")
+        calls = {
+            "quant": lambda q=q, k=k, n=n, d=d: quant_qk(q, k, None, None, n, n, d ** -0.5 * LOG2E, True),
+            "call": lambda q=q, k=k, v=v: full(q, k, v, False),
+        }
+        times = {}
+        for name, fn in calls.items():
+            fn()
+            times[name] = triton.testing.do_bench(fn, warmup=25, rep=100, return_mode="median")
+        t_q, t_all = times["quant"], times["call"]
         rows.append(dict(n=n, d=d, quant_ms=t_q, call_ms=t_all, share=t_q / t_all))
     return rows
 

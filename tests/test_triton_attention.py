@@ -7,7 +7,6 @@ set before Triton compiles anything); in a normal session they skip.
 
 from __future__ import annotations
 
-import math
 import os
 import random
 
@@ -16,7 +15,7 @@ import torch
 
 from sageattention import reference, sageattn, sageattn_qk_int8_pv_fp16_triton, sageattn_varlen
 from sageattention.config import LOG2E, AttentionConfig
-from sageattention.quant.spec import k_grouping, q_grouping, quantize_int8, quantize_v_fp8, seq_mean
+from sageattention.quant.spec import k_grouping, q_grouping, quantize_int8, seq_mean
 
 from helpers import cosine, make_qkv, rel_l1
 
