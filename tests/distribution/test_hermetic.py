@@ -50,7 +50,7 @@ def test_build_offline_then_repackage_and_import(tmp_path, monkeypatch):
     assert wheel.name.startswith(f"sageattention-{variant.version}+{variant.cuda_tag}torch{torch_version}.")
 
     start = time.monotonic()
-    offline = ("--no-index", f"--find-links={channel.CACHE / 'wheels'}")
+    offline = ("--no-index", f"--find-links={channel.default_wheelhouse(CUDA)}")
     report = test.test_wheel(wheel, pip_args=offline, tests=(RECIPE_TESTS,))
     timings["fresh venv: install, import, info, tests"] = time.monotonic() - start
     assert f"sageattention {variant.version}" in report
