@@ -9,6 +9,7 @@ heaviest first so the short ones fill the tail of the grid.
 
 import triton
 import triton.language as tl
+from triton.language.extra import libdevice
 
 from .quant import seq_bounds
 
@@ -17,11 +18,20 @@ LN2 = tl.constexpr(0.6931471805599453)
 
 
 @triton.jit
+def _scaled_logits(qk, scale, INTERPRET: tl.constexpr):
+    """qk * scale rounded once, as a value no later fma can absorb: the row max and exp2(s - max) must see the
+    same number (at logits ~1e11, fp16 inputs near 60000, an fma's unrounded product is off by thousands)."""
+    if INTERPRET:  # no libdevice in the interpreter, and no fma contraction either
+        return qk.to(tl.float32) * scale
+    return libdevice.mul_rn(qk.to(tl.float32), scale)
+
+
+@triton.jit
 def _key_tile(
     acc, l_i, m_i, q, q_scale, start_n, offs_m, offs_n, k_base, skl, ks_base, v_base, svl, svd, offs_d,
     mask_base, smm, smn, row_ok, len_k, causal_shift,
     D: tl.constexpr, BOUNDARY: tl.constexpr, CAUSAL: tl.constexpr, MASK_KIND: tl.constexpr,
-    PV_FP8: tl.constexpr, PV_TILE_FP16: tl.constexpr, P_SCALE: tl.constexpr,
+    PV_FP8: tl.constexpr, PV_TILE_FP16: tl.constexpr, P_SCALE: tl.constexpr, INTERPRET: tl.constexpr,
 ):
     keys = start_n + offs_n
     if BOUNDARY:
@@ -34,7 +44,7 @@ def _key_tile(
     k_scale = tl.load(ks_base + start_n // 64)  # one K scale per 64 keys; BLOCK_N is 64
     qk = tl.dot(q, tl.trans(k))  # int32
     if BOUNDARY or MASK_KIND != 0:
-        s = qk.to(tl.float32) * (q_scale * k_scale)
+        s = _scaled_logits(qk, q_scale * k_scale, INTERPRET)
         if BOUNDARY:
             keep = in_bounds[None, :]
             if CAUSAL:
@@ -87,7 +97,7 @@ def attention_fwd(
     D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, CAUSAL: tl.constexpr,
     BOTTOM_RIGHT: tl.constexpr, VARLEN: tl.constexpr, MASK_KIND: tl.constexpr, RETURN_LSE: tl.constexpr,
     SMOOTH_K: tl.constexpr, PV_FP8: tl.constexpr, PV_TILE_FP16: tl.constexpr, P_SCALE: tl.constexpr,
-    SMOOTH_V: tl.constexpr,
+    SMOOTH_V: tl.constexpr, INTERPRET: tl.constexpr,
 ):
     pid_m, bh = tl.program_id(0), tl.program_id(1)
     b, h = bh // n_q_heads, bh % n_q_heads
@@ -128,13 +138,13 @@ def attention_fwd(
         acc, l_i, m_i = _key_tile(
             acc, l_i, m_i, q, q_scale, start_n, offs_m, offs_n, k_base, sk8l, ks_base, v_base, svl, svd, offs_d,
             mask_base, smm, smn, row_ok, len_k, shift,
-            D, False, CAUSAL, MASK_KIND, PV_FP8, PV_TILE_FP16, P_SCALE,
+            D, False, CAUSAL, MASK_KIND, PV_FP8, PV_TILE_FP16, P_SCALE, INTERPRET,
         )
     for start_n in range(full_hi, hi, BLOCK_N):
         acc, l_i, m_i = _key_tile(
             acc, l_i, m_i, q, q_scale, start_n, offs_m, offs_n, k_base, sk8l, ks_base, v_base, svl, svd, offs_d,
             mask_base, smm, smn, row_ok, len_k, shift,
-            D, True, CAUSAL, MASK_KIND, PV_FP8, PV_TILE_FP16, P_SCALE,
+            D, True, CAUSAL, MASK_KIND, PV_FP8, PV_TILE_FP16, P_SCALE, INTERPRET,
         )
 
     seen = l_i > 0

@@ -169,6 +169,7 @@ def attention_impl(
         MASK_KIND=mask_kind, RETURN_LSE=return_lse, SMOOTH_K=smooth_k, PV_FP8=pv_fp8,
         PV_TILE_FP16=pv_accum_dtype in ("fp16+fp32", "fp32+fp16") and (pv_fp8 or q.dtype == torch.float16),
         P_SCALE=1.0 if pv_accum_dtype == "fp32+fp16" else 448.0, SMOOTH_V=smooth_v and pv_fp8,
+        INTERPRET=quant_kernels.INTERPRETED,
         num_warps=num_warps, num_stages=num_stages,
     )
     return o, lse
