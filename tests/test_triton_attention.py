@@ -318,3 +318,17 @@ def test_interpret_varlen(seed):
     ro, rlse = reference.varlen_attention(q, k, v, cu_q, cu_k, cfg)
     assert rel_l1(o, ro) <= TIGHT_REL_L1[torch.float16]
     _assert_lse_close(lse, rlse)
+
+
+def test_available_explains_why_not():
+    reason = _backend().available(torch.device("cpu"))
+    assert isinstance(reason, str) and "CUDA" in reason
+
+
+def test_backend_rejects_unserved_settings():
+    q = torch.zeros(1, 1, 4, 96, dtype=torch.float16)
+    with pytest.raises(ValueError, match="head dims"):
+        _backend().forward(q, q, q, _cfg(96))
+    q = torch.zeros(1, 1, 4, 64, dtype=torch.float16)
+    with pytest.raises(ValueError, match="fp32"):
+        _backend().forward(q, q, q, _cfg(64, accum="fp16"))
