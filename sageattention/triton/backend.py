@@ -32,7 +32,9 @@ def _reason(device_type: str, index: Optional[int]) -> Optional[str]:
 
 def available(device: torch.device) -> Optional[str]:
     """None when the Triton kernels can run on `device`, else a one-line reason."""
-    return _reason(device.type, device.index if device.index is not None else torch.cuda.current_device())
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
+    return _reason(device.type, device.index)
 
 
 def _check(q: torch.Tensor, cfg: AttentionConfig) -> None:
