@@ -15,7 +15,8 @@ import torch.nn.functional as F
 
 from . import autograd, reference
 from .config import AttentionConfig
-from .dispatch import BACKENDS, Backend, load, padded_head_dim, select, unavailable_reason
+from . import sdpa_fallback
+from .dispatch import BACKENDS, Backend, capability_of, load, padded_head_dim, sdpa_wins, select, unavailable_reason
 from .validation import check_qkv, check_varlen, make_config, reject_unknown_kwargs, check_causal
 
 
@@ -64,6 +65,17 @@ def _forward_backend(backend: Backend, q, k, v, cfg: AttentionConfig):
     return o[..., :d], lse
 
 
+def _sdpa_serves(q, k, is_causal, causal_alignment, return_lse) -> bool:
+    """sageattn hands the call to SDPA where SDPA measured faster on this GPU (dispatch.SDPA_CROSSOVER) and SDPA
+    can compute the same thing: no LSE requested, and causal only with SDPA's top-left alignment."""
+    if q.device.type != "cuda" or return_lse or _is_empty(q, k):
+        return False
+    lq, lk = q.shape[2], k.shape[2]
+    if is_causal and causal_alignment != "top_left" and lq != lk:
+        return False
+    return sdpa_wins(capability_of(q.device), q.shape[-1], lk, is_causal)
+
+
 def _finish(o: torch.Tensor, lse: Optional[torch.Tensor], tensor_layout: str, return_lse: bool):
     if tensor_layout == "NHD":
         o = o.transpose(1, 2)
@@ -104,6 +116,10 @@ def sageattn(
         hint = "; sageattn takes no mask: use sageattn_qk_int8_pv_fp16_triton(..., attn_mask=...)"
     reject_unknown_kwargs("sageattn", kwargs, hint)
     qh, kh, vh = check_qkv(q, k, v, tensor_layout)
+    if backend == "auto" and _sdpa_serves(qh, kh, is_causal, causal_alignment, return_lse):
+        cfg = make_config(qh, kh, pv="fp16", is_causal=is_causal, causal_alignment=causal_alignment, sm_scale=sm_scale)
+        o, lse = sdpa_fallback.forward(qh, kh, vh, cfg)
+        return _finish(o, lse, tensor_layout, return_lse)
     if backend == "auto":
         chosen, _ = select(qh.device, qh.shape[-1])
     elif backend in BACKENDS:

@@ -53,11 +53,34 @@ DISPATCH_TABLE = {
     (8, 6): ("sm80", "triton"),
     (8, 7): ("sm80", "triton"),
     (8, 9): ("sm89", "triton"),
-    (9, 0): ("sm90", "sm89", "triton"),
+    # sm89's mma.sync FP8 kernel runs at 339 TOPS on the H100 where Triton reaches 560 (D=128, 16K; NOTES.md).
+    (9, 0): ("sm90", "triton"),
     (12, 0): ("sm89", "triton"),
     (12, 1): ("sm89", "triton"),
 }
 DEFAULT_CHAIN = ("triton",)
+
+# Where SDPA's fastest kernel beats every sageattention kernel the chain would pick, sageattn (backend="auto")
+# calls SDPA instead: capability -> {(head_dim bucket, causal): shortest Lk at which the kernel wins, or None
+# when SDPA won at every measured length}. Only measured cards are listed; others always run the kernel.
+# H100 80GB, torch 2.11 + cu130 (benchmarks/NOTES.md, Triton v2, B=2 H=32 fp16, quantization included): SDPA
+# cuDNN 359-598 TOPS against Triton 30-577 at N = 1K..32K, D = 64/128, causal or not: cuDNN won every row
+# (by 2-12% from 4K up, by 3-11x at 1K). Until the sm90 kernel is validated, the H100 serves auto calls by SDPA.
+SDPA_CROSSOVER = {
+    (9, 0): {(64, False): None, (64, True): None, (128, False): None, (128, True): None},
+}
+
+
+def sdpa_wins(capability: Optional[tuple], head_dim: int, len_k: int, causal: bool) -> bool:
+    """True where the measured table says SDPA's fastest kernel beats the sageattention kernel."""
+    table = SDPA_CROSSOVER.get(tuple(capability)) if capability else None
+    if not table:
+        return False
+    bucket = 64 if head_dim <= 64 else 128 if head_dim <= 128 else None
+    if (bucket, causal) not in table:
+        return False
+    min_len = table[(bucket, causal)]
+    return min_len is None or len_k < min_len
 
 
 def chain_for(capability: Optional[tuple]) -> tuple:
@@ -119,9 +142,15 @@ def _capability(index: int) -> tuple:
     return tuple(torch.cuda.get_device_capability(index))
 
 
+def capability_of(device: torch.device) -> Optional[tuple]:
+    if device.type != "cuda":
+        return None
+    return _capability(device.index if device.index is not None else torch.cuda.current_device())
+
+
 def select(device: torch.device, head_dim: int) -> tuple[Backend, dict]:
     """The backend sageattn uses for tensors on `device` with `head_dim`, and why each better one was passed over."""
-    capability = _capability(device.index if device.index is not None else torch.cuda.current_device()) if device.type == "cuda" else None
+    capability = capability_of(device)
     skipped = {}
     for name in chain_for(capability):
         backend = BACKENDS[name]

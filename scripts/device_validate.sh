@@ -20,14 +20,14 @@ note torch "$($PY -c 'import torch, triton; print(torch.__version__, "cuda", tor
 
 arch=$($PY -c 'import torch; print("%d.%d" % torch.cuda.get_device_capability())')
 MAX_JOBS=${MAX_JOBS:-16} EXT_PARALLEL=${EXT_PARALLEL:-4} TORCH_CUDA_ARCH_LIST=$arch \
-  timeout 420 $PY setup.py build_ext --inplace >"$OUT/build.log" 2>&1
+  timeout 300 $PY setup.py build_ext --inplace >"$OUT/build.log" 2>&1
 note build "rc=$? for arch $arch ($(elapsed))"
 
 { $PY -m sageattention info; $PY -m sageattention check; } >"$OUT/check.log" 2>&1
 note check "rc=$? $(grep -c ' ok$' "$OUT/check.log") ok rows ($(elapsed))"
 
 # -x is deliberately off: one failure must not hide the rest. pytest-timeout bounds a hung kernel.
-timeout 360 $PY -m pytest -m gpu -q -p no:cacheprovider --timeout 120 \
+timeout 220 $PY -m pytest -m gpu -q -p no:cacheprovider --timeout 120 -n ${PYTEST_WORKERS:-8} \
   --ignore=tests/test_sm90_attention.py --ignore=tests/distribution --ignore=tests/build \
   --junitxml="$OUT/pytest.xml" tests >"$OUT/pytest.log" 2>&1
 note pytest "rc=$? $(tail -1 "$OUT/pytest.log") ($(elapsed))"
@@ -35,7 +35,7 @@ note pytest "rc=$? $(tail -1 "$OUT/pytest.log") ($(elapsed))"
 if [ -d .whl ] && ls .whl/sageattention-1.0.6*.whl >/dev/null 2>&1; then
   $PY -m pip install -q --no-deps --target /tmp/sa106 .whl/sageattention-1.0.6*.whl >/dev/null 2>&1 && SA106="--sa106 /tmp/sa106"
 fi
-timeout 300 $PY benchmarks/bench_attention.py ${SA106:-} --out "$OUT/bench.json" "$@" >"$OUT/bench.log" 2>&1
+timeout 200 $PY benchmarks/bench_attention.py ${SA106:-} --out "$OUT/bench.json" "$@" >"$OUT/bench.log" 2>&1
 note bench "rc=$? ($(elapsed))"
 
 echo "---- failures ----"
