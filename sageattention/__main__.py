@@ -10,6 +10,7 @@ import time
 import torch
 
 from . import __version__, sageattn
+from .api import _sdpa_serves
 from .dispatch import BACKENDS, DISPATCH_TABLE, chain_for, select, unavailable_reason
 from .reference import exact_attention
 
@@ -100,6 +101,7 @@ def cmd_check(args) -> int:
         q, k, v = (x.to(device=device, dtype=dtype) for x in (q, k, v))
         ref, _ = exact_attention(q, k, v, is_causal=causal)
         backend, _ = select(device, d)
+        name = "sdpa" if _sdpa_serves(q, k, causal, "top_left", False) else backend.name
         if layout == "NHD":
             out = sageattn(*(x.transpose(1, 2) for x in (q, k, v)), tensor_layout="NHD", is_causal=causal).transpose(1, 2)
         else:
@@ -108,7 +110,7 @@ def cmd_check(args) -> int:
         min_cos, max_l1 = CHECK_FLOORS[backend.pv]
         ok = bool(torch.isfinite(out).all()) and cos >= min_cos and l1 <= max_l1
         failures += not ok
-        print(f"{label:<18}{backend.name:<11}{cos:>10.6f}{l1:>9.4f}  {'ok' if ok else f'FAIL (needs cos >= {min_cos}, rel-L1 <= {max_l1})'}")
+        print(f"{label:<18}{name:<11}{cos:>10.6f}{l1:>9.4f}  {'ok' if ok else f'FAIL (needs cos >= {min_cos}, rel-L1 <= {max_l1})'}")
     print("all checks passed" if not failures else f"{failures} check(s) failed")
     return 1 if failures else 0
 
