@@ -19,6 +19,7 @@ pytest.importorskip("rattler_build", reason='pip install -e ".[dist]"')
 pytest.importorskip("rattler", reason='pip install -e ".[dist]"')
 
 from buildtools import channel, conda, matrix, test, wheels  # noqa: E402
+from wheel.wheelfile import WheelFile  # noqa: E402
 
 pytestmark = [pytest.mark.hermetic, pytest.mark.slow]
 
@@ -48,6 +49,8 @@ def test_build_offline_then_repackage_and_import(tmp_path, monkeypatch):
     wheel = wheels.conda_to_wheel(package, tmp_path / "wheels")
     torch_version = channel.hermetic_overrides(CUDA)["pytorch"][0]
     assert wheel.name.startswith(f"sageattention-{variant.version}+{variant.cuda_tag}torch{torch_version}.")
+    with WheelFile(wheel) as archive:  # reading every member checks it against RECORD's hash
+        assert all(archive.read(name) is not None for name in archive.namelist())
 
     start = time.monotonic()
     offline = ("--no-index", f"--find-links={channel.default_wheelhouse(CUDA)}")
