@@ -19,3 +19,13 @@ def package_version() -> str:
     scope: dict = {}
     exec((REPO / "sageattention" / "_version.py").read_text(encoding="utf-8"), scope)
     return scope["__version__"]
+
+
+def output_dir(path: Path) -> Path:
+    """Creates an output folder; inside the checkout it gets a `*` .gitignore, so git and the recipe's
+    source copy (`use_gitignore: true`) never pick up earlier builds."""
+    path = path.resolve()
+    path.mkdir(parents=True, exist_ok=True)
+    if path.is_relative_to(REPO) and not (path / ".gitignore").exists():
+        (path / ".gitignore").write_text("# build output of scripts/build.py\n*\n", encoding="utf-8")
+    return path

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from . import REPO, BuildToolError
+from . import REPO, BuildToolError, output_dir
 from .matrix import add_selection_args, selected
 from .progress import console, tracker
 
@@ -45,7 +45,7 @@ def run(args) -> int:
     if len(variants) > 1 and not args.all:
         raise BuildToolError(f"{len(variants)} variants selected; narrow with --python/--pytorch/--cuda/--platform "
                              "or pass --all to build them all")
-    for path in build(variants, args.channel or ["conda-forge"], args.output_dir.resolve(), test=not args.no_test):
+    for path in build(variants, args.channel or ["conda-forge"], output_dir(args.output_dir), test=not args.no_test):
         print(path)
     return 0
 

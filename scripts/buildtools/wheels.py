@@ -16,7 +16,7 @@ import tempfile
 from email.parser import Parser
 from pathlib import Path
 
-from . import BuildToolError
+from . import BuildToolError, output_dir
 
 PLATFORM_TAGS = {"linux-64": "linux_x86_64", "win-64": "win_amd64"}
 DROP_FROM_DIST_INFO = {"INSTALLER", "REQUESTED", "direct_url.json", "RECORD"}
@@ -119,7 +119,7 @@ def run(args) -> int:
         raise BuildToolError("no sageattention-*.conda found; pass the files or the conda output directory")
     with tracker("wheels", len(condas)) as advance:
         for conda_path in condas:
-            print(conda_to_wheel(conda_path, args.dest.resolve(), args.platform_tag))
+            print(conda_to_wheel(conda_path, output_dir(args.dest), args.platform_tag))
             advance(conda_path.name)
     return 0
 
