@@ -2,8 +2,11 @@
 @echo on
 setlocal enabledelayedexpansion
 
-for /f "delims=" %%v in ('"%PYTHON%" -c "import torch; print(torch.__version__.split('+')[0])"') do set "TORCH_VERSION=%%v"
+:: Through a file: parentheses and quotes inside `for /f` are fragile in cmd.
+"%PYTHON%" -c "import torch; print(torch.__version__.split('+')[0])" > torch_version.txt
 if errorlevel 1 exit 1
+set /p TORCH_VERSION=<torch_version.txt
+del torch_version.txt
 set "SAGEATTN_LOCAL_VERSION=%SAGEATTN_CUDA_TAG%torch%TORCH_VERSION%"
 
 if "%SAGEATTN_CUDA_TAG%"=="cpu" (
