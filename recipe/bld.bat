@@ -13,7 +13,7 @@ if "%SAGEATTN_CUDA_TAG%"=="cpu" (
   set "SAGEATTN_SKIP_CUDA_BUILD=1"
 ) else (
   if not defined CUDA_HOME set "CUDA_HOME=%LIBRARY_PREFIX%"
-  :: torch's cpp_extension finds cl.exe through the activated vs2022 compiler package.
+  rem torch's cpp_extension finds cl.exe through the activated vs2022 compiler package.
   set "DISTUTILS_USE_SDK=1"
 )
 
