@@ -56,7 +56,10 @@ def test_attention_op_opcheck(name):
     else:
         vt, vs, vm = quant.quant_v_fp8(v, True)
         args = (qk.q8, qk.k8, vt, vs, vm) + common[:-2] + ("fp32", 448.0, torch.float16, True)
-    torch.library.opcheck(module.attention_op, args)
+    # test_schema compares inputs before/after with arithmetic PyTorch lacks for float8 tensors (mul_cuda is not
+    # implemented for Float8_e4m3fn), so the FP8 op skips that one check; mutation is still covered by the others.
+    utils = ("test_faketensor", "test_autograd_registration", "test_aot_dispatch_dynamic")
+    torch.library.opcheck(module.attention_op, args, test_utils=utils + (("test_schema",) if name == "sm80" else ()))
 
 
 @pytest.mark.parametrize("name", ["sm80", "sm89"])

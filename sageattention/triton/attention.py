@@ -69,7 +69,9 @@ def _key_tile(
         # near 1e11 (fp16 inputs of 60000) where fl(qk * scale) - max would be off by thousands.
         scale = q_scale * k_scale
         tile_max = tl.max(qk, axis=1)
-        m_tile = tile_max.to(tl.float32) * scale
+        # rounded once (mul_rn): an fma contracting it into m_tile - m_new would leave the product's rounding
+        # residual (thousands at logits ~1e11) in the exponent: exp2 of it overflowed or flushed whole rows
+        m_tile = _scaled_logits(tile_max, scale, INTERPRET)
         m_new = tl.maximum(m_i, m_tile)
         p = tl.math.exp2((qk - tile_max[:, None]).to(tl.float32) * scale + (m_tile - m_new)[:, None])
         alpha = tl.math.exp2(m_i - m_new)
