@@ -11,7 +11,7 @@ import torch
 
 from . import __version__, sageattn
 from .api import _sdpa_serves
-from .dispatch import BACKENDS, DISPATCH_TABLE, chain_for, select, unavailable_reason
+from .dispatch import BACKENDS, DISPATCH_TABLE, chain_for, padded_head_dim, select, unavailable_reason
 from .reference import exact_attention
 
 # Accuracy floors for `check`, per P·V precision (what the quantized algorithm keeps on randn inputs, with
@@ -87,12 +87,26 @@ def _check_cases(device: torch.device):
     ]
 
 
+def _check_paths(device: torch.device, head_dim: int, q, k, causal: bool) -> list:
+    """(label, backend= value, P·V precision): the path sageattn dispatches to, then every other compiled kernel
+    on a GPU, so a card whose calls SDPA serves still has its kernels checked."""
+    chosen, _ = select(device, head_dim)
+    first = ("sdpa", "auto", "fp16") if _sdpa_serves(q, k, causal, "top_left", False) else (chosen.name, "auto", chosen.pv)
+    paths = [first]
+    if device.type == "cuda":
+        for name, backend in BACKENDS.items():
+            if name not in ("reference", first[0]) and padded_head_dim(backend, head_dim) is not None \
+                    and unavailable_reason(name, device) is None:
+                paths.append((name, name, backend.pv))
+    return paths
+
+
 def cmd_check(args) -> int:
     device = torch.device(args.device) if args.device else (_devices() or [torch.device("cpu")])[0]
     dtype = getattr(torch, args.dtype)
     gen = torch.Generator(device="cpu").manual_seed(args.seed)
     print(f"sageattention {__version__} check on {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else 'CPU'}), {args.dtype}")
-    print(f"{'case':<18}{'backend':<11}{'cos':>10}{'rel-L1':>9}  result")
+    print(f"{'case':<18}{'path':<11}{'cos':>10}{'rel-L1':>9}  result")
     failures = 0
     for label, b, hq, hkv, lq, lk, d, causal, layout, bias in _check_cases(device):
         q = torch.randn(b, hq, lq, d, generator=gen)
@@ -100,17 +114,18 @@ def cmd_check(args) -> int:
         v = torch.randn(b, hkv, lk, d, generator=gen)
         q, k, v = (x.to(device=device, dtype=dtype) for x in (q, k, v))
         ref, _ = exact_attention(q, k, v, is_causal=causal)
-        backend, _ = select(device, d)
-        name = "sdpa" if _sdpa_serves(q, k, causal, "top_left", False) else backend.name
-        if layout == "NHD":
-            out = sageattn(*(x.transpose(1, 2) for x in (q, k, v)), tensor_layout="NHD", is_causal=causal).transpose(1, 2)
-        else:
-            out = sageattn(q, k, v, is_causal=causal)
-        cos, l1 = cosine(out, ref), rel_l1(out, ref)
-        min_cos, max_l1 = CHECK_FLOORS[backend.pv]
-        ok = bool(torch.isfinite(out).all()) and cos >= min_cos and l1 <= max_l1
-        failures += not ok
-        print(f"{label:<18}{name:<11}{cos:>10.6f}{l1:>9.4f}  {'ok' if ok else f'FAIL (needs cos >= {min_cos}, rel-L1 <= {max_l1})'}")
+        for name, backend_arg, pv in _check_paths(device, d, q, k, causal):
+            if layout == "NHD":
+                nhd = (x.transpose(1, 2) for x in (q, k, v))
+                out = sageattn(*nhd, tensor_layout="NHD", is_causal=causal, backend=backend_arg).transpose(1, 2)
+            else:
+                out = sageattn(q, k, v, is_causal=causal, backend=backend_arg)
+            cos, l1 = cosine(out, ref), rel_l1(out, ref)
+            min_cos, max_l1 = CHECK_FLOORS[pv]
+            ok = bool(torch.isfinite(out).all()) and cos >= min_cos and l1 <= max_l1
+            failures += not ok
+            verdict = "ok" if ok else f"FAIL (needs cos >= {min_cos}, rel-L1 <= {max_l1})"
+            print(f"{label:<18}{name:<11}{cos:>10.6f}{l1:>9.4f}  {verdict}")
     print("all checks passed" if not failures else f"{failures} check(s) failed")
     return 1 if failures else 0
 
