@@ -17,7 +17,7 @@ import torch
 from sageattention import reference
 from sageattention.config import AttentionConfig, default_sm_scale
 
-from test_cuda_support import Metrics, poison_allocator, random_case, reference_with_kernel_mean
+from test_cuda_support import Metrics, cuda_backend_or_skip, poison_allocator, random_case, reference_with_kernel_mean
 from helpers import cosine, rel_l1
 
 pytestmark = pytest.mark.gpu
@@ -32,15 +32,7 @@ metrics = Metrics()
 
 
 def _backend(name):
-    if not torch.cuda.is_available():
-        pytest.skip("needs a CUDA GPU")
-    import importlib
-
-    module = importlib.import_module(f"sageattention.ops.{name}")
-    reason = module.available(torch.device("cuda"))
-    if reason is not None:
-        pytest.skip(reason)
-    return module
+    return cuda_backend_or_skip(name)
 
 
 @pytest.fixture(scope="module", autouse=True)

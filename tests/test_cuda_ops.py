@@ -3,24 +3,18 @@ whole backend call, quantization included."""
 
 from __future__ import annotations
 
-import importlib
-
 import pytest
 import torch
 
 from sageattention.config import AttentionConfig
 
+from test_cuda_support import cuda_backend_or_skip
+
 pytestmark = pytest.mark.gpu
 
 
 def _backend(name):
-    if not torch.cuda.is_available():
-        pytest.skip("needs a CUDA GPU")
-    module = importlib.import_module(f"sageattention.ops.{name}")
-    reason = module.available(torch.device("cuda"))
-    if reason is not None:
-        pytest.skip(reason)
-    return module
+    return cuda_backend_or_skip(name)
 
 
 def _qkv(d=64, lq=100, lk=150, dtype=torch.float16):

@@ -103,3 +103,19 @@ class Metrics:
             existing = json.load(open(path)) if os.path.exists(path) else {}
             existing.update(self.worst)
             json.dump(existing, open(path, "w"), indent=1, sort_keys=True)
+
+
+def cuda_backend_or_skip(name: str):
+    """The backend module sageattention.ops.<name>, or a pytest skip naming why it cannot run here."""
+    import importlib
+
+    import pytest
+
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    module = importlib.import_module(f"sageattention.ops.{name}")
+    reason = module.available(torch.device("cuda"))
+    if reason is not None:
+        pytest.skip(reason)
+    return module
+
