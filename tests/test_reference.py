@@ -226,7 +226,8 @@ def test_quantization_groups_follow_the_spec(seed, gran, warp_rows):
             rows = idx == g
             assert torch.allclose(scale[:, :, g], x[:, :, rows].abs().amax(dim=(-1, -2)) / 127)
         deq = codes.float() * scale[:, :, idx, None]
-        assert (deq - x).abs().le(scale[:, :, idx, None] / 2 + 1e-6).all()
+        # half a step, plus the fp32 rounding of x * (127 / amax) and of codes * scale (~1e-5 of a step)
+        assert (deq - x).abs().le(scale[:, :, idx, None] * (0.5 + 1e-4)).all()
         assert codes.abs().max() == 127
 
 
