@@ -17,7 +17,7 @@ from . import autograd, reference
 from .config import AttentionConfig
 from . import sdpa_fallback
 from .dispatch import BACKENDS, Backend, capability_of, load, padded_head_dim, sdpa_wins, select, unavailable_reason
-from .validation import check_qkv, check_varlen, make_config, reject_unknown_kwargs, check_causal
+from .validation import check_qkv, check_varlen, make_config, reject_unknown_kwargs
 
 
 class KernelUnavailableError(RuntimeError):
@@ -197,10 +197,7 @@ def sageattn_varlen(
     """Packed sequences: q [total_q, Hq, D], k/v [total_k, Hkv, D], cu_seqlens int32 [batch + 1].
     Returns o [total_q, Hq, D] and with return_lse the LSE [Hq, total_q] fp32."""
     reject_unknown_kwargs("sageattn_varlen", kwargs)
-    check_varlen(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k)
-    if is_causal:
-        for lq, lk in zip(cu_seqlens_q.diff().tolist(), cu_seqlens_k.diff().tolist()):
-            check_causal(True, causal_alignment, lq, lk)
+    check_varlen(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, is_causal, causal_alignment)
     qh, kh = q.transpose(0, 1)[None], k.transpose(0, 1)[None]
     cfg = make_config(
         qh, kh, pv="fp16", is_causal=is_causal, causal_alignment=causal_alignment, sm_scale=sm_scale,

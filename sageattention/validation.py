@@ -188,7 +188,8 @@ def make_config(
     )
 
 
-def check_varlen(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k) -> None:
+def check_varlen(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k,
+                 is_causal: bool = False, causal_alignment: str = "top_left") -> None:
     """Packed layout: q [total_q, Hq, D], k/v [total_k, Hkv, D], cu_seqlens int32 [batch + 1]."""
     check_dtypes_devices({"q": q, "k": k, "v": v})
     for name, x in (("q", q), ("k", k), ("v", v)):
@@ -198,6 +199,7 @@ def check_varlen(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k
         raise ValueError(f"k and v shapes differ ({tuple(k.shape)} vs {tuple(v.shape)}); they need the same tokens, heads and head dim")
     check_head_dim(q.shape[2], k.shape[2])
     check_heads(q.shape[1], k.shape[1], "NHD")
+    seq_lengths = {}  # one read of each cu_seqlens (a device sync on GPU) serves every check below
     for name, cu, total, max_len in (
         ("cu_seqlens_q", cu_seqlens_q, q.shape[0], max_seqlen_q),
         ("cu_seqlens_k", cu_seqlens_k, k.shape[0], max_seqlen_k),
@@ -222,7 +224,11 @@ def check_varlen(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k
             raise TypeError(f"max_seqlen for {name} must be an int, got {type(max_len).__name__}")
         if lengths and max_len < max(lengths):
             raise ValueError(f"max_seqlen {max_len} is below the longest sequence in {name} ({max(lengths)}); pass the true maximum")
+        seq_lengths[name] = lengths
     if cu_seqlens_q.numel() != cu_seqlens_k.numel():
         raise ValueError(
             f"cu_seqlens_q has {cu_seqlens_q.numel() - 1} sequences and cu_seqlens_k {cu_seqlens_k.numel() - 1}; they must match"
         )
+    if is_causal:
+        for len_q, len_k in zip(seq_lengths["cu_seqlens_q"], seq_lengths["cu_seqlens_k"]):
+            check_causal(True, causal_alignment, len_q, len_k)
