@@ -21,6 +21,7 @@ OUT=${OUT:-.out/sm90}
 mkdir -p "$OUT" build
 touch "$OUT/summary.txt"
 export PYTHONUNBUFFERED=1 SAGEATTN_ENABLE_UNVALIDATED_SM90=1 CUDA_HOME=${CUDA_HOME:-/usr/local/cuda}
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # the checkout's package, with the modules built in place
 export MAX_JOBS=${MAX_JOBS:-16}
 PY=${PYTHON:-python3}
 note() { printf '%-12s %s\n' "$1" "$2" | tee -a "$OUT/summary.txt"; }
@@ -103,7 +104,7 @@ for d in (64, 128):
         lse = torch.full(q.shape[:3], float("nan"), device="cuda")
         sm90.run_kernel(qk, vt, vs, None, quant.qk_scale(cfg), o, lse, causal, 0, "fp32+fp32", pingpong, persistent)
         torch.cuda.synchronize()
-        r, _ = reference.attention(q, k, v, cfg, warp_rows=16)
+        r, _ = reference.attention(q, k, v, cfg, warp_rows=16, key_tile=sm90.KEY_TILE)
         err = float((o.float() - r.float()).abs().sum() / r.float().abs().sum())
         print(f"d={d} causal={causal} pingpong={pingpong} persistent={persistent}: rel-L1 vs reference {err:.2e}",
               f"unwritten/NaN {int(o.isnan().sum())}")
@@ -150,7 +151,7 @@ print("case done")
 EOF
 : >"$OUT/sanitizer.log"
 for tool in memcheck racecheck; do
-  timeout 150 compute-sanitizer --tool $tool --kernel-name regex:sage --error-exitcode 9 \
+  timeout 150 compute-sanitizer --tool $tool --error-exitcode 9 \
     $PY build/sm90_sanitize_case.py >>"$OUT/sanitizer.log" 2>&1
   rc=$?
   note "$tool" "rc=$rc $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$OUT/sanitizer.log" | tail -1)"

@@ -1,7 +1,8 @@
 """The sm90 kernel (TMA + wgmma INT8 Q·Kᵀ, FP8 P·V, sm_90a) against reference.py and fp32 attention.
 
 Semantics: reference.attention with warp_rows=16 (each warp of a 64-row consumer warpgroup owns 16 query rows) and
-key_tile=64, pv "fp8". Kernel vs reference: differences come from exp2.approx, P formed as exp2(s - m + log2 448)
+key_tile=128 (ops/sm90.KEY_TILE: the online softmax's tile, which decides the running max each P is scaled by),
+pv "fp8". Kernel vs reference: differences come from exp2.approx, P formed as exp2(s - m + log2 448)
 instead of exp2(s - m) * 448, fp32 summation order and the tensor core's FP8 accumulation, so an e4m3 P code flips
 only when one of those lands across a rounding boundary. Kernel vs fp32: the kernel may lose at most what
 reference.py loses on the same inputs, plus that same small slack.
@@ -19,6 +20,7 @@ import torch
 
 from sageattention import reference, sageattn, sageattn_qk_int8_pv_fp8_cuda_sm90
 from sageattention.config import AttentionConfig, default_sm_scale
+from sageattention.ops.sm90 import KEY_TILE
 
 from helpers import cosine, make_qkv, rel_l1
 from test_cuda_support import Metrics, poison_allocator, random_case
@@ -79,10 +81,10 @@ def _reference(q, k, v, cfg):
     from sageattention.ops import quant
 
     if not cfg.smooth_k:
-        return reference.attention(q, k, v, cfg, warp_rows=WARP_ROWS)
+        return reference.attention(q, k, v, cfg, warp_rows=WARP_ROWS, key_tile=KEY_TILE)
     k_mean = quant.seq_mean(k)
     o, lse = reference.attention(q, k.float() - k_mean[:, :, None], v, dataclasses.replace(cfg, smooth_k=False),
-                                 warp_rows=WARP_ROWS)
+                                 warp_rows=WARP_ROWS, key_tile=KEY_TILE)
     return o, (quant.finish_lse(lse, q, k_mean, cfg) if lse is not None else None)
 
 
@@ -270,7 +272,10 @@ def test_attention_op_opcheck(sm90):
     qk = quant.quantize_qk(q, k, cfg, warp_rows=WARP_ROWS)
     vt, vs, vm = quant.quant_v_fp8(v, True)
     args = (qk.q8, qk.k8, vt, vs, vm, qk.q_scale, qk.k_scale, True, 0.18, True, 0, "fp32+fp32", torch.float16, True)
-    torch.library.opcheck(sm90.attention_op, args)
+    # test_schema compares inputs with arithmetic PyTorch lacks for float8 tensors ("mul_cuda" is not implemented
+    # for Float8_e4m3fn), as in test_cuda_ops; the other checks still cover fake tensors and registration.
+    torch.library.opcheck(sm90.attention_op, args,
+                          test_utils=("test_faketensor", "test_autograd_registration", "test_aot_dispatch_dynamic"))
 
 
 @gpu

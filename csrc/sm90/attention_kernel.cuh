@@ -1,8 +1,8 @@
 // INT8 Q·Kᵀ / FP8 P·V attention forward for Hopper (sm_90a): a CTA serves work tiles of 128 query rows of
 // one (batch, head), one or (persistent grid) several. Warpgroup 0 produces: one thread issues TMA copies of
-// the Q tile and of K and Vᵀ tiles into a ring of kStages stages. Warpgroups 1 and 2 consume, 64 query rows
-// each: wgmma s8 for S = Q·Kᵀ, online softmax in registers, wgmma e4m3 for P·V with P straight from
-// registers. Semantics: reference.py with key_tile 64, warp_rows 16 and pv "fp8".
+// the Q tile and of K and Vᵀ tiles (128 keys) into a ring of kStages stages. Warpgroups 1 and 2 consume, 64
+// query rows each: wgmma s8 for S = Q·Kᵀ, online softmax in registers, wgmma e4m3 for P·V with P straight
+// from registers. Semantics: reference.py with key_tile 128 (Tile::kBlockN), warp_rows 16 and pv "fp8".
 #pragma once
 
 #include <cuda_bf16.h>
@@ -106,7 +106,7 @@ __device__ __forceinline__ void store_pair(void* row_ptr, int col, float x, floa
 template <class Tile, bool kPerThread, bool kTwoLevel, bool kPingPong>
 __device__ __forceinline__ void consume_tile(const SharedTiles<Tile>& smem, const AttentionArgs& args, int consumer,
                                              const WorkTile& w, int it, int q_round) {
-  constexpr int D = Tile::kHeadDim;
+  constexpr int D = Tile::kHeadDim, N = Tile::kBlockN, kGroups = Tile::kKScaleGroups;
   const int m0 = w.m0, head = w.head, kv_head = w.kv_head, batch = w.batch, n_tiles = w.n_tiles;
   static_assert(127 * 127 * D < (1 << 22), "Q·Kᵀ sums must fit small_int_to_float");
   const int warp = (threadIdx.x / 32) % 4;
@@ -114,7 +114,7 @@ __device__ __forceinline__ void consume_tile(const SharedTiles<Tile>& smem, cons
   const int row_base = m0 + 64 * consumer + 16 * warp;  // first of this warp's 16 rows
   const int rows[2] = {row_base + lane / 4, row_base + lane / 4 + 8};
 
-  // Scales (quant/spec.py with warp_rows 16): Q one per thread, K one per thread and key tile.
+  // Scales (quant/spec.py with warp_rows 16): Q one per thread, K one per thread and 64-key group.
   const int q_group = kPerThread ? (row_base / 16) * 8 + lane / 4 : row_base / 16;
   const float q_scale = row_base < args.len_q
                             ? args.q_scale[(int64_t(batch) * args.heads_q + head) * args.q_groups + q_group] *
@@ -131,13 +131,15 @@ __device__ __forceinline__ void consume_tile(const SharedTiles<Tile>& smem, cons
 
   float o[D / 2];
   float partial[D / 2];
-  int32_t s_acc[32];
-  uint32_t p[2][4];
-  float rescale[2] = {1.f, 1.f};
+  int32_t s_acc[N / 2];
+  float p_tile[N / 2];
+  uint32_t p[N / 32][4];
+  float rescale[2] = {1.f, 1.f};       // of the tile whose softmax ran last
+  float rescale_prev[2] = {1.f, 1.f};  // of the tile whose P·V is in flight
 #pragma unroll
   for (int i = 0; i < D / 2; ++i) o[i] = partial[i] = 0.f;
 #pragma unroll
-  for (int i = 0; i < 32; ++i) s_acc[i] = 0;
+  for (int i = 0; i < N / 2; ++i) s_acc[i] = 0;
   RowState state;
 
   if (n_tiles > 0) mbarrier_wait(smem.q_full(), q_round & 1);
@@ -145,12 +147,12 @@ __device__ __forceinline__ void consume_tile(const SharedTiles<Tile>& smem, cons
   auto stage_of = [it](int j) { return (it + j) % Tile::kStages; };
   auto parity_of = [it](int j) { return static_cast<uint32_t>(((it + j) / Tile::kStages) & 1); };
 
-  // o *= the rows' rescale factors; skipped when no row of the warp moved its max (a factor of exactly 1),
-  // which late in long rows is most tiles.
-  auto rescale_output = [&]() {
-    if (__any_sync(0xffffffffu, rescale[0] != 1.f || rescale[1] != 1.f)) {
+  // o *= factor per row; skipped when no row of the warp moved its max (a factor of exactly 1), which late
+  // in long rows is most tiles.
+  auto rescale_output = [&](const float (&factor)[2]) {
+    if (__any_sync(0xffffffffu, factor[0] != 1.f || factor[1] != 1.f)) {
 #pragma unroll
-      for (int i = 0; i < D / 2; ++i) o[i] *= rescale[(i / 2) % 2];
+      for (int i = 0; i < D / 2; ++i) o[i] *= factor[(i / 2) % 2];
     }
   };
   // S = Q·Kᵀ of tile j into s_acc (one commit group).
@@ -160,52 +162,71 @@ __device__ __forceinline__ void consume_tile(const SharedTiles<Tile>& smem, cons
     wgmma_fence();
 #pragma unroll
     for (int kk = 0; kk < D / 32; ++kk) {
-      WgmmaS8<64>::ss(s_acc, desc_advance(desc_q, 32 * kk), desc_advance(desc_k, 32 * kk), kk > 0);
+      WgmmaS8<N>::ss(s_acc, desc_advance(desc_q, 32 * kk), desc_advance(desc_k, 32 * kk), kk > 0);
     }
     wgmma_commit();
   };
-  // After S of tile j has landed: dequantize, mask, online softmax, P -> e4m3 fragments.
+  // After S of tile j has landed: dequantize, mask, online softmax into p_tile (registers P·V does not read).
   auto softmax = [&](int j) {
     fence_registers(s_acc);
-    const float scale = q_scale * k_scale[kPerThread ? j * 4 + lane % 4 : j];
-    float s[32];
+    float scale[kGroups];
 #pragma unroll
-    for (int i = 0; i < 32; ++i) s[i] = small_int_to_float(s_acc[i]) * scale;
-    const int key0 = j * Tile::kBlockN;
-    if (key0 + Tile::kBlockN > first_masked_key) mask_tile(s, key0, lane, key_limit);
-    online_softmax(s, state, rescale);
-    pack_p_fragments(s, p);
-    if constexpr (!kTwoLevel) rescale_output();  // the next P·V accumulates straight into o
+    for (int g = 0; g < kGroups; ++g) {
+      const int group = j * kGroups + g;  // past the last group only in a tail tile, whose keys are all masked
+      scale[g] = q_scale * k_scale[min(kPerThread ? group * 4 + lane % 4 : group, args.k_groups - 1)];
+    }
+    const int key0 = j * N;
+    if (key0 + N > first_masked_key) {
+      online_softmax<N, true>(s_acc, scale, key0, lane, key_limit, state, rescale, p_tile);
+    } else {
+      online_softmax<N, false>(s_acc, scale, key0, lane, key_limit, state, rescale, p_tile);
+    }
   };
-  // O (+)= P·V of tile j (one commit group).
+  // O (+)= P·V of tile j (one commit group). "fp32": the running o takes the tile directly, rescaled first.
   auto issue_pv = [&](int j) {
+    if constexpr (!kTwoLevel) rescale_output(rescale_prev);
     mbarrier_wait(smem.v_full(stage_of(j)), parity_of(j));
     const uint64_t desc_v = make_smem_desc<Tile::kVSwizzle>(smem_u32(smem.v(stage_of(j))));
     wgmma_fence();
     float(&acc)[D / 2] = kTwoLevel ? partial : o;
-    WgmmaE4m3<D>::rs(acc, p[0], desc_v, !kTwoLevel);
-    WgmmaE4m3<D>::rs(acc, p[1], desc_advance(desc_v, 32), 1);
+#pragma unroll
+    for (int kk = 0; kk < N / 32; ++kk) {
+      WgmmaE4m3<D>::rs(acc, p[kk], desc_advance(desc_v, 32 * kk), kTwoLevel ? kk > 0 : 1);
+    }
     wgmma_commit();
-    if constexpr (kTwoLevel) rescale_output();  // overlaps the P·V wgmma
   };
-  // After P·V of tile j has landed: free its stage, fold the tile's partial sum in.
+  // After P·V of tile j has landed: free its stage; "fp32+fp32": o = o * factor + the tile's partial sum.
   auto finish_pv = [&](int j) {
-    fence_registers(p[0]);  // the wgmma read P from these registers until now: keep them from being reused
-    fence_registers(p[1]);
+    fence_registers(p);  // the wgmma read P from these registers until now: keep them from being reused
     fence_registers(kTwoLevel ? partial : o);
     __syncwarp();
     if (lane == 0) mbarrier_arrive(smem.empty(stage_of(j)));  // this warp is done with K and Vᵀ of the stage
     if constexpr (kTwoLevel) {
+      if (__any_sync(0xffffffffu, rescale_prev[0] != 1.f || rescale_prev[1] != 1.f)) {
 #pragma unroll
-      for (int i = 0; i < D / 2; ++i) o[i] += partial[i];
+        for (int i = 0; i < D / 2; ++i) o[i] = fmaf(o[i], rescale_prev[(i / 2) % 2], partial[i]);
+      } else {
+#pragma unroll
+        for (int i = 0; i < D / 2; ++i) o[i] += partial[i];
+      }
     }
+  };
+  // The tile whose softmax just ran becomes the next P·V's operand.
+  auto stage_p = [&]() {
+    pack_p_fragments<N>(p_tile, p);
+    rescale_prev[0] = rescale[0];
+    rescale_prev[1] = rescale[1];
   };
 
   if constexpr (kPingPong) {
-    // The two consumer warpgroups take turns on the tensor cores: one issues P·V of tile j-1 and Q·Kᵀ of tile j
-    // while the other runs its softmax. Named barrier 1 + c means "consumer c may issue"; consumer 0 starts.
-    // Prologue and epilogue are peeled so the steady-state body has no branches around its wgmma waits
-    // (ptxas otherwise cannot prove which group a wait retires and inserts a full wait).
+    // The two consumer warpgroups take turns on the tensor cores: one issues Q·Kᵀ of tile j and P·V of tile
+    // j-1 while the other runs its softmax; inside a warpgroup, where registers allow, the softmax of tile j
+    // overlaps its own P·V of j-1 (Q·Kᵀ issued first, so it retires first). Named barrier 1 + c means "consumer c may issue"; consumer 0
+    // starts. Prologue and epilogue are peeled so the steady-state body has no branches around its wgmma
+    // waits (ptxas otherwise cannot prove which group a wait retires and inserts a full wait).
+    // Overlapping the softmax with the warpgroup's own P·V keeps P, the P·V accumulator, o and the new scores
+    // live at once: 240 registers hold that at D=64 or with one accumulator, not with two at D=128.
+    constexpr bool kSoftmaxOverPV = !kTwoLevel || D == 64;
     const int my_turn = 1 + consumer, other_turn = 2 - consumer;
     if (n_tiles > 0) {
       if (consumer == 1) named_barrier_arrive(1, 256);
@@ -214,15 +235,27 @@ __device__ __forceinline__ void consume_tile(const SharedTiles<Tile>& smem, cons
       named_barrier_arrive(other_turn, 256);
       wgmma_wait<0>();
       softmax(0);
+      stage_p();
       for (int j = 1; j < n_tiles; ++j) {
         named_barrier_sync(my_turn, 256);
-        issue_pv(j - 1);
-        issue_qk(j);
-        named_barrier_arrive(other_turn, 256);
-        wgmma_wait<1>();  // groups retire in order: P·V of j-1 is done, Q·Kᵀ of j may still run
-        finish_pv(j - 1);
-        wgmma_wait<0>();
-        softmax(j);
+        if constexpr (kSoftmaxOverPV) {
+          issue_qk(j);
+          issue_pv(j - 1);
+          named_barrier_arrive(other_turn, 256);
+          wgmma_wait<1>();  // groups retire in order: Q·Kᵀ of j is done, P·V of j-1 may still run
+          softmax(j);
+          wgmma_wait<0>();
+          finish_pv(j - 1);
+        } else {
+          issue_pv(j - 1);
+          issue_qk(j);
+          named_barrier_arrive(other_turn, 256);
+          wgmma_wait<1>();  // P·V of j-1 is done, Q·Kᵀ of j may still run
+          finish_pv(j - 1);
+          wgmma_wait<0>();
+          softmax(j);
+        }
+        stage_p();
       }
       named_barrier_sync(my_turn, 256);
       issue_pv(n_tiles - 1);
@@ -235,6 +268,7 @@ __device__ __forceinline__ void consume_tile(const SharedTiles<Tile>& smem, cons
       issue_qk(j);
       wgmma_wait<0>();
       softmax(j);
+      stage_p();
       issue_pv(j);
       wgmma_wait<0>();
       finish_pv(j);

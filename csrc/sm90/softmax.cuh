@@ -1,4 +1,4 @@
-// Online softmax on a consumer thread's share of a 64 x 64 score tile, and the FP8 packing of P.
+// Online softmax on a consumer thread's share of a 64 x kN score tile, and the FP8 packing of P.
 //
 // A thread holds rows r = l/4 and r + 8 of its warp's 16 rows (lane l), as s[4b + e] for 8-key block b:
 // row r + 8*(e/2), key 8b + 2*(l%4) + e%2 (wgmma accumulator layout). The four threads of a quad share a
@@ -31,8 +31,9 @@ __device__ __forceinline__ float quad_sum(float x) {
 
 // Exact int32 -> fp32 for |x| < 2^22 without the conversion unit (which the exponentials need): added to the
 // bit pattern of 1.5 * 2^23, whose ulp is 1, x lands in the mantissa. INT8 Q·Kᵀ sums stay below 127² * 256.
+constexpr int32_t kMagicBits = 0x4B400000;  // 12582912.0f = 1.5 * 2^23
+
 __device__ __forceinline__ float small_int_to_float(int32_t x) {
-  constexpr int32_t kMagicBits = 0x4B400000;  // 12582912.0f = 1.5 * 2^23
   return __int_as_float(x + kMagicBits) - 12582912.0f;
 }
 
@@ -50,36 +51,77 @@ struct RowState {
   float sum[2] = {0.f, 0.f};  // thread-partial sums of p * 448; quad_sum at the end
 };
 
-// Sets logits of keys a row may not see to -inf. key0: first key of the tile; key_limit[r]: last visible key.
-__device__ __forceinline__ void mask_tile(float (&s)[32], int key0, int lane, const int (&key_limit)[2]) {
-#pragma unroll
-  for (int i = 0; i < 32; ++i) {
-    const int key = key0 + 8 * (i / 4) + 2 * (lane % 4) + (i % 2);
-    if (key > key_limit[(i / 2) % 2]) s[i] = -INFINITY;
-  }
-}
+// The K scale group (64 keys, quant/spec.py) of accumulator element i: 8-key block i/4, 8 blocks per group.
+__device__ __forceinline__ constexpr int scale_group(int i) { return i / 32; }
 
-// Folds tile logits `s` into `state`: returns each row's rescale factor for earlier accumulations and
-// overwrites s with p * 448 = exp2(s - m + log2 448). A row that has seen no key keeps max -inf, gets
-// p = 0 and factor 0, never NaN (reference.py step 3).
-__device__ __forceinline__ void online_softmax(float (&s)[32], RowState& state, float (&rescale)[2]) {
+// Online softmax of one tile: folds the integer scores `acc` (dequantized by scale[group]: Q's scale x K's)
+// into `state`, returns each row's rescale factor for the earlier accumulation and writes p * 448 =
+// exp2(s - m + log2 448) into `p`. kMasked: keys past key_limit[r] (last visible key of row r; key0 is the
+// tile's first key) are hidden. A row that has seen no key keeps max -inf, gets p = 0 and factor 0, never
+// NaN (reference.py step 3).
+//
+// Unmasked tiles, nearly all of them, keep the per-element work off the FP32 pipe where they can: the row
+// max is taken on the integers (scales are positive and shared by a thread's keys of one group), and the
+// int -> float conversion, dequantization and max subtraction are one FFMA on the magic-biased bits:
+// (bits - M) * scale - shift = bits * scale + c with c = -(M * scale) - shift. c is rounded once, a shift of
+// well under one integer score step for all the thread's keys of the group.
+template <int kN, bool kMasked>
+__device__ __forceinline__ void online_softmax(const int32_t (&acc)[kN / 2], const float (&scale)[kN / 64],
+                                               int key0, int lane, const int (&key_limit)[2], RowState& state,
+                                               float (&rescale)[2], float (&p)[kN / 2]) {
+  constexpr int kGroups = kN / 64;
+  constexpr float kMagic = 12582912.0f;
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
     float tile_max = -INFINITY;
+    if constexpr (kMasked) {
 #pragma unroll
-    for (int b = 0; b < 8; ++b) tile_max = fmaxf(tile_max, fmaxf(s[4 * b + 2 * r], s[4 * b + 2 * r + 1]));
+      for (int b = 0; b < kN / 8; ++b) {
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          const int i = 4 * b + 2 * r + e;
+          const int key = key0 + 8 * b + 2 * (lane % 4) + e;
+          p[i] = key > key_limit[r] ? -INFINITY : small_int_to_float(acc[i]) * scale[scale_group(i)];
+          tile_max = fmaxf(tile_max, p[i]);
+        }
+      }
+    } else {
+#pragma unroll
+      for (int g = 0; g < kGroups; ++g) {
+        int group_max = INT32_MIN;
+#pragma unroll
+        for (int b = 8 * g; b < 8 * g + 8; ++b) group_max = max(group_max, max(acc[4 * b + 2 * r], acc[4 * b + 2 * r + 1]));
+        tile_max = fmaxf(tile_max, small_int_to_float(group_max) * scale[g]);
+      }
+    }
     const float new_max = fmaxf(state.max[r], quad_max(tile_max));
     const float base = new_max == -INFINITY ? 0.f : new_max;
     rescale[r] = fast_exp2(state.max[r] - base);
     const float shift = base - kLog2FP8PScale;
     float row_sum = 0.f;
+    if constexpr (kMasked) {
 #pragma unroll
-    for (int b = 0; b < 8; ++b) {
+      for (int b = 0; b < kN / 8; ++b) {
 #pragma unroll
-      for (int e = 0; e < 2; ++e) {
-        float& x = s[4 * b + 2 * r + e];
-        x = fast_exp2(x - shift);
-        row_sum += x;
+        for (int e = 0; e < 2; ++e) {
+          float& x = p[4 * b + 2 * r + e];
+          x = fast_exp2(x - shift);
+          row_sum += x;
+        }
+      }
+    } else {
+#pragma unroll
+      for (int g = 0; g < kGroups; ++g) {
+        const float c = fmaf(-kMagic, scale[g], -shift);
+#pragma unroll
+        for (int b = 8 * g; b < 8 * g + 8; ++b) {
+#pragma unroll
+          for (int e = 0; e < 2; ++e) {
+            const int i = 4 * b + 2 * r + e;
+            p[i] = fast_exp2(fmaf(__int_as_float(acc[i] + kMagicBits), scale[g], c));
+            row_sum += p[i];
+          }
+        }
       }
     }
     state.sum[r] = state.sum[r] * rescale[r] + row_sum;
@@ -87,14 +129,15 @@ __device__ __forceinline__ void online_softmax(float (&s)[32], RowState& state, 
   }
 }
 
-// p * 448 of the tile -> e4m3 A fragments of the two k32 steps of P·V. The A fragment wants, per 16
+// p * 448 of the tile -> e4m3 A fragments of the kN/32 k32 steps of P·V. The A fragment wants, per 16
 // columns, bytes 4*(l%4)..+3 of rows r and r + 8; this thread has keys 2*(l%4)+{0,1} of blocks 2h and
 // 2h+1 instead. Rather than exchanging bytes between lanes, the fragment keeps the thread's own keys and
 // Vᵀ is stored with keys permuted to match: column 4c + e of each 16-key group holds key
 // 8*(e/2) + 2c + e%2 (V_KEY_ORDER in ops/sm90.py).
-__device__ __forceinline__ void pack_p_fragments(const float (&p)[32], uint32_t (&a)[2][4]) {
+template <int kN>
+__device__ __forceinline__ void pack_p_fragments(const float (&p)[kN / 2], uint32_t (&a)[kN / 32][4]) {
 #pragma unroll
-  for (int k = 0; k < 2; ++k) {
+  for (int k = 0; k < kN / 32; ++k) {
 #pragma unroll
     for (int half = 0; half < 2; ++half) {
       const int b = 4 * k + 2 * half;  // first 8-key block of this 16-key group

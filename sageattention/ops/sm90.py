@@ -1,7 +1,7 @@
 """Backend "sm90": TMA + wgmma INT8 Q·Kᵀ and FP8 e4m3 P·V for Hopper (sm_90a), module ``sageattention._C_sm90``.
 
 Head dims 64 and 128; qk_quant_gran "per_thread" or "per_warp" with 16-row Q groups (each warp of a consumer
-warpgroup owns 16 query rows); pv_accum_dtype "fp32+fp32" (each 64-key tile's P·V in its own fp32 accumulator,
+warpgroup owns 16 query rows); pv_accum_dtype "fp32+fp32" (each 128-key tile's P·V in its own fp32 accumulator,
 added into the running one: Hopper's FP8 wgmma accumulates with fewer mantissa bits) or "fp32". Quantization is
 the shared ``_C_quant`` ops (ops/quant.py): its V^T key order (V16_POSITION) is the one the kernel's P fragments
 need, since wgmma's 8-bit A fragment has the same lane layout as the m16n8k32 mma.
@@ -24,6 +24,7 @@ from . import quant
 head_dims = (64, 128)
 ACCUM_MODES = ("fp32+fp32", "fp32")
 WARP_ROWS = 16  # Q scale group: one warp's rows of a 64-row consumer warpgroup
+KEY_TILE = 128  # keys per online-softmax step (csrc/sm90/tile.cuh kBlockN): reference.attention(key_tile=...)
 ENABLE_ENV = "SAGEATTN_ENABLE_UNVALIDATED_SM90"
 UNVALIDATED = f"sm90 kernel not yet validated on hardware (set {ENABLE_ENV}=1 to try it)"
 # Schedule and grid of sageattn's calls; "0" falls back to the simpler form of each (validation and A/B only).

@@ -95,7 +95,7 @@ __global__ void __launch_bounds__(128) pv_kernel(const float* p, const __grid_co
     s[i] = p[row * 64 + col];
   }
   uint32_t frag[2][4];
-  pack_p_fragments(s, frag);
+  pack_p_fragments<64>(s, frag);
   mbarrier_wait(&bar, 0);
   float acc[D / 2] = {};
   const uint64_t dv = make_smem_desc<64>(smem_u32(vt));
