@@ -166,15 +166,23 @@ __device__ __forceinline__ void consume_tile(const SharedTiles<Tile>& smem, cons
     }
     wgmma_commit();
   };
+  // K scales of tile j, loaded one tile ahead so the global load's latency hides behind a whole iteration.
+  float k_scale_next[kGroups];
+  auto load_k_scales = [&](int j) {
+#pragma unroll
+    for (int g = 0; g < kGroups; ++g) {
+      const int group = j * kGroups + g;  // past the last group only in tail tiles, whose keys are all masked
+      k_scale_next[g] = __ldg(k_scale + min(kPerThread ? group * 4 + lane % 4 : group, args.k_groups - 1));
+    }
+  };
+  load_k_scales(0);
   // After S of tile j has landed: dequantize, mask, online softmax into p_tile (registers P·V does not read).
   auto softmax = [&](int j) {
     fence_registers(s_acc);
     float scale[kGroups];
 #pragma unroll
-    for (int g = 0; g < kGroups; ++g) {
-      const int group = j * kGroups + g;  // past the last group only in a tail tile, whose keys are all masked
-      scale[g] = q_scale * k_scale[min(kPerThread ? group * 4 + lane % 4 : group, args.k_groups - 1)];
-    }
+    for (int g = 0; g < kGroups; ++g) scale[g] = q_scale * k_scale_next[g];
+    load_k_scales(j + 1);
     const int key0 = j * N;
     if (key0 + N > first_masked_key) {
       online_softmax<N, true>(s_acc, scale, key0, lane, key_limit, state, rescale, p_tile);

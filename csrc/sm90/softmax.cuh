@@ -98,7 +98,7 @@ __device__ __forceinline__ void online_softmax(const int32_t (&acc)[kN / 2], con
     const float base = new_max == -INFINITY ? 0.f : new_max;
     rescale[r] = fast_exp2(state.max[r] - base);
     const float shift = base - kLog2FP8PScale;
-    float row_sum = 0.f;
+    float sums[4] = {0.f, 0.f, 0.f, 0.f};  // four chains: one FADD chain of kN/4 would stall on its latency
     if constexpr (kMasked) {
 #pragma unroll
       for (int b = 0; b < kN / 8; ++b) {
@@ -106,7 +106,7 @@ __device__ __forceinline__ void online_softmax(const int32_t (&acc)[kN / 2], con
         for (int e = 0; e < 2; ++e) {
           float& x = p[4 * b + 2 * r + e];
           x = fast_exp2(x - shift);
-          row_sum += x;
+          sums[(2 * b + e) % 4] += x;
         }
       }
     } else {
@@ -119,12 +119,12 @@ __device__ __forceinline__ void online_softmax(const int32_t (&acc)[kN / 2], con
           for (int e = 0; e < 2; ++e) {
             const int i = 4 * b + 2 * r + e;
             p[i] = fast_exp2(fmaf(__int_as_float(acc[i] + kMagicBits), scale[g], c));
-            row_sum += p[i];
+            sums[(2 * b + e) % 4] += p[i];
           }
         }
       }
     }
-    state.sum[r] = state.sum[r] * rescale[r] + row_sum;
+    state.sum[r] = state.sum[r] * rescale[r] + ((sums[0] + sums[1]) + (sums[2] + sums[3]));
     state.max[r] = new_max;
   }
 }
