@@ -63,11 +63,10 @@ DEFAULT_CHAIN = ("triton",)
 # Where SDPA's fastest kernel beats every sageattention kernel the chain would pick, sageattn (backend="auto")
 # calls SDPA instead: capability -> {(head_dim bucket, causal): shortest Lk at which the kernel wins, or None
 # when SDPA won at every measured length}. Only measured cards are listed; others always run the kernel.
-# H100 80GB, torch 2.11 + cu130 (benchmarks/NOTES.md, Triton v2, B=2 H=32 fp16, quantization included): SDPA
-# cuDNN 359-598 TOPS against Triton 30-577 at N = 1K..32K, D = 64/128, causal or not: cuDNN won every row
-# (by 2-12% from 4K up, by 3-11x at 1K). Until the sm90 kernel is validated, the H100 serves auto calls by SDPA.
+# 9.0 (H100 / H200, torch 2.11 + cu130, B=2 H=32 fp16, quantization included; benchmarks/NOTES.md "sm90"): the sm90
+# kernel beats cuDNN at D=128 from the lengths below; at D=64 cuDNN won every measured length.
 SDPA_CROSSOVER = {
-    (9, 0): {(64, False): None, (64, True): None, (128, False): None, (128, True): None},
+    (9, 0): {(64, False): None, (64, True): None, (128, False): 8192, (128, True): 16384},
 }
 
 
@@ -165,5 +164,5 @@ def select(device: torch.device, head_dim: int) -> tuple[Backend, dict]:
 
 
 def reset_cache() -> None:
-    """Forget cached availability (after changing an environment switch such as SAGEATTN_ENABLE_UNVALIDATED_SM90)."""
+    """Forget cached availability (after changing an environment switch such as SAGEATTN_SM90_PINGPONG, or in tests)."""
     _reasons.clear()

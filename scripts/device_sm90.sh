@@ -5,7 +5,7 @@
 #      so a wrong descriptor or layout is told apart from a wrong kernel;
 #   2. smoke: serial/ping-pong x one-CTA-per-tile/persistent, each in its own 45 s process (a hang shows up
 #      as TIMED OUT for that combination instead of eating the run);
-#   3. tests/test_sm90_attention.py (SAGEATTN_ENABLE_UNVALIDATED_SM90=1, metrics to metrics.json);
+#   3. tests/test_sm90_attention.py (metrics to metrics.json);
 #   4. compute-sanitizer memcheck and racecheck on a small causal GQA case of every template instance;
 #   5. cuobjdump --dump-sass: GMMA instruction counts, local-memory traffic (LDL/STL) must be zero;
 #   6. a bench beside SDPA flash and cuDNN (B=2, H=32, fp16; quantization included, and the kernel alone).
@@ -20,7 +20,7 @@ cd "$(dirname "$0")/.."
 OUT=${OUT:-.out/sm90}
 mkdir -p "$OUT" build
 touch "$OUT/summary.txt"
-export PYTHONUNBUFFERED=1 SAGEATTN_ENABLE_UNVALIDATED_SM90=1 CUDA_HOME=${CUDA_HOME:-/usr/local/cuda}
+export PYTHONUNBUFFERED=1 CUDA_HOME=${CUDA_HOME:-/usr/local/cuda}
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # the checkout's package, with the modules built in place
 export MAX_JOBS=${MAX_JOBS:-16}
 PY=${PYTHON:-python3}

@@ -7,7 +7,7 @@ instead of exp2(s - m) * 448, fp32 summation order and the tensor core's FP8 acc
 only when one of those lands across a rounding boundary. Kernel vs fp32: the kernel may lose at most what
 reference.py loses on the same inputs, plus that same small slack.
 
-GPU tests set SAGEATTN_ENABLE_UNVALIDATED_SM90=1 themselves and skip unless the module loads on a 9.0 GPU.
+GPU tests skip unless the module loads on a 9.0 GPU.
 """
 
 from __future__ import annotations
@@ -56,13 +56,11 @@ def sm90(monkeypatch):
     from sageattention import dispatch
     from sageattention.ops import sm90 as module
 
-    monkeypatch.setenv("SAGEATTN_ENABLE_UNVALIDATED_SM90", "1")
-    dispatch.reset_cache()  # sageattn caches availability; the gate just changed
+    dispatch.reset_cache()  # sageattn caches availability
     reason = module.available(torch.device("cuda"))
     if reason is not None:
         pytest.skip(reason)
     yield module
-    monkeypatch.delenv("SAGEATTN_ENABLE_UNVALIDATED_SM90")
     dispatch.reset_cache()
 
 
@@ -117,14 +115,28 @@ def _check(sm90, q, k, v, cfg, label=""):
     return o, lse
 
 
-def test_unvalidated_kernel_is_not_picked(monkeypatch):
-    """Until it has passed on hardware, sageattn must not choose it (runs anywhere: the gate comes first)."""
+def test_available_names_what_is_missing():
+    """Off a 9.0 GPU, available() gives a reason naming the device, never an import or launch error."""
     from sageattention.ops import sm90 as module
 
-    monkeypatch.delenv("SAGEATTN_ENABLE_UNVALIDATED_SM90", raising=False)
-    reason = module.available(torch.device("cuda"))
-    assert reason == ("sm90 kernel not yet validated on hardware "
-                      "(set SAGEATTN_ENABLE_UNVALIDATED_SM90=1 to try it)")
+    assert module.available(torch.device("cpu")) == "the sm90 kernel needs a CUDA device, got cpu"
+    if torch.cuda.is_available() and torch.cuda.get_device_capability() != (9, 0):
+        assert "compute capability 9.0" in module.available(torch.device("cuda"))
+
+
+@gpu
+def test_sageattn_picks_sm90_on_hopper(sm90):
+    """On a 9.0 GPU the dispatch chain starts with sm90, and sageattn's own kernel path (LSE asked, so no SDPA
+    hand-off) gives the sm90 kernel's exact result."""
+    from sageattention import dispatch
+
+    backend, skipped = dispatch.select(torch.device("cuda"), 128)
+    assert backend.name == "sm90", skipped
+    q, k, v = make_qkv(1, 4, 4, 300, 300, 128, device="cuda")
+    o, lse = sageattn(q, k, v, return_lse=True)
+    cfg = _cfg(128, lse=True)
+    eo, else_ = sm90.forward(q, k, v, cfg)
+    assert torch.equal(o, eo) and torch.equal(lse, else_)
 
 
 @gpu

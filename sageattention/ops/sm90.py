@@ -6,8 +6,8 @@ added into the running one: Hopper's FP8 wgmma accumulates with fewer mantissa b
 the shared ``_C_quant`` ops (ops/quant.py): its V^T key order (V16_POSITION) is the one the kernel's P fragments
 need, since wgmma's 8-bit A fragment has the same lane layout as the m16n8k32 mma.
 
-Not picked by ``sageattn`` until it has passed the GPU tests on hardware: ``available`` says why unless
-SAGEATTN_ENABLE_UNVALIDATED_SM90=1 is set.
+Validated on H100 and H200 (tests/test_sm90_attention.py, compute-sanitizer, benchmarks/NOTES.md). ``sageattn`` picks it
+on compute capability 9.0 where dispatch.SDPA_CROSSOVER says it beats SDPA.
 """
 
 from __future__ import annotations
@@ -25,16 +25,12 @@ head_dims = (64, 128)
 ACCUM_MODES = ("fp32+fp32", "fp32")
 WARP_ROWS = 16  # Q scale group: one warp's rows of a 64-row consumer warpgroup
 KEY_TILE = 128  # keys per online-softmax step (csrc/sm90/tile.cuh kBlockN): reference.attention(key_tile=...)
-ENABLE_ENV = "SAGEATTN_ENABLE_UNVALIDATED_SM90"
-UNVALIDATED = f"sm90 kernel not yet validated on hardware (set {ENABLE_ENV}=1 to try it)"
 # Schedule and grid of sageattn's calls; "0" falls back to the simpler form of each (validation and A/B only).
 PINGPONG = os.environ.get("SAGEATTN_SM90_PINGPONG", "1") != "0"
 PERSISTENT = os.environ.get("SAGEATTN_SM90_PERSISTENT", "1") != "0"
 
 
 def available(device: torch.device) -> Optional[str]:
-    if os.environ.get(ENABLE_ENV) != "1":
-        return UNVALIDATED
     device = torch.device(device)
     if device.type != "cuda":
         return f"the sm90 kernel needs a CUDA device, got {device.type}"
