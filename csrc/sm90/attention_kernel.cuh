@@ -144,8 +144,12 @@ __device__ __forceinline__ void consume_tile(const SharedTiles<Tile>& smem, cons
 
   if (n_tiles > 0) mbarrier_wait(smem.q_full(), q_round & 1);
   const uint64_t desc_q = make_smem_desc<Tile::kQKSwizzle>(smem_u32(smem.q() + 64 * consumer * D));
-  auto stage_of = [it](int j) { return (it + j) % Tile::kStages; };
-  auto parity_of = [it](int j) { return static_cast<uint32_t>(((it + j) / Tile::kStages) & 1); };
+  // Stage and mbarrier phase of key tile j: unsigned, so % and / by the power-of-two stage count are a mask and
+  // a shift; descriptors of a stage are the stage-0 descriptor advanced by whole tiles (no 64-bit rebuilds).
+  auto stage_of = [it](int j) { return static_cast<uint32_t>(it + j) % Tile::kStages; };
+  auto parity_of = [it](int j) { return (static_cast<uint32_t>(it + j) / Tile::kStages) & 1u; };
+  const uint64_t desc_k0 = make_smem_desc<Tile::kQKSwizzle>(smem_u32(smem.k(0)));
+  const uint64_t desc_v0 = make_smem_desc<Tile::kVSwizzle>(smem_u32(smem.v(0)));
 
   // o *= factor per row; skipped when no row of the warp moved its max (a factor of exactly 1), which late
   // in long rows is most tiles.
@@ -158,7 +162,7 @@ __device__ __forceinline__ void consume_tile(const SharedTiles<Tile>& smem, cons
   // S = Q·Kᵀ of tile j into s_acc (one commit group).
   auto issue_qk = [&](int j) {
     mbarrier_wait(smem.k_full(stage_of(j)), parity_of(j));
-    const uint64_t desc_k = make_smem_desc<Tile::kQKSwizzle>(smem_u32(smem.k(stage_of(j))));
+    const uint64_t desc_k = desc_advance(desc_k0, stage_of(j) * Tile::kKBytes);
     wgmma_fence();
 #pragma unroll
     for (int kk = 0; kk < D / 32; ++kk) {
@@ -194,7 +198,7 @@ __device__ __forceinline__ void consume_tile(const SharedTiles<Tile>& smem, cons
   auto issue_pv = [&](int j) {
     if constexpr (!kTwoLevel) rescale_output(rescale_prev);
     mbarrier_wait(smem.v_full(stage_of(j)), parity_of(j));
-    const uint64_t desc_v = make_smem_desc<Tile::kVSwizzle>(smem_u32(smem.v(stage_of(j))));
+    const uint64_t desc_v = desc_advance(desc_v0, stage_of(j) * Tile::kVBytes);
     wgmma_fence();
     float(&acc)[D / 2] = kTwoLevel ? partial : o;
 #pragma unroll

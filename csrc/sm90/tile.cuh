@@ -18,7 +18,8 @@ struct AttentionTile {
   static constexpr int kKScaleKeys = 64;
   static constexpr int kKScaleGroups = kBlockN / kKScaleKeys;
   static constexpr int kThreads = 128 * (kConsumers + 1);  // warpgroup 0 produces
-  static constexpr int kStages = kHeadDim == 128 ? 4 : 6;
+  static constexpr int kStages = kHeadDim == 128 ? 4 : 8;  // a power of two: stage and phase are a mask and a shift
+  static_assert((kStages & (kStages - 1)) == 0, "kStages must be a power of two");
   static constexpr int kProducerRegs = 24;
   static constexpr int kConsumerRegs = 240;            // 128 * 24 + 256 * 240 = 64K registers
   static constexpr int kQKSwizzle = kHeadDim;          // int8 rows of Q and K are kHeadDim bytes

@@ -24,8 +24,13 @@ __device__ __forceinline__ uint64_t make_smem_desc(uint32_t smem_addr) {
          (mode << 62);
 }
 
-// Descriptor advanced by `bytes` along K (bytes must be a multiple of 16).
-__device__ __forceinline__ uint64_t desc_advance(uint64_t desc, uint32_t bytes) { return desc + (bytes >> 4); }
+// Descriptor advanced by `bytes` (a multiple of 16) within shared memory. Only the low word changes: the
+// 14-bit start address cannot carry out of it (shared memory is < 256 KB), and a 32-bit add keeps the
+// per-wgmma descriptor arithmetic to one IADD instead of a 64-bit add with carry.
+__device__ __forceinline__ uint64_t desc_advance(uint64_t desc, uint32_t bytes) {
+  const uint32_t lo = static_cast<uint32_t>(desc) + (bytes >> 4), hi = static_cast<uint32_t>(desc >> 32);
+  return (static_cast<uint64_t>(hi) << 32) | lo;
+}
 
 // Orders register writes before the next wgmma reads them (accumulators, A fragments).
 __device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
