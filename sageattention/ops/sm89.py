@@ -9,7 +9,7 @@ from typing import Optional
 
 import torch
 
-from .._ext import ExtensionUnavailable, load
+from .._ext import load
 from ..config import AttentionConfig
 from ..reference import FP8_P_SCALE
 from . import quant
