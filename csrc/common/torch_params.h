@@ -3,35 +3,36 @@
 #pragma once
 #include <torch/extension.h>
 
+#include "common/check.h"
 #include "sm80/params.h"
 
 namespace sage::attn {
 
 inline void check_f32(const at::Tensor& t, const char* name, at::IntArrayRef sizes, const at::Tensor& like) {
-  TORCH_CHECK(t.scalar_type() == at::kFloat && t.is_contiguous(), name, " must be a contiguous fp32 tensor");
-  TORCH_CHECK(t.device() == like.device(), name, " must be on ", like.device());
-  TORCH_CHECK(t.sizes() == sizes, name, " must have shape ", sizes, ", got ", t.sizes());
+  SA_CHECK(t.scalar_type() == at::kFloat && t.is_contiguous(), name, " must be a contiguous fp32 tensor");
+  SA_CHECK(t.device() == like.device(), name, " must be on ", like.device());
+  SA_CHECK(t.sizes() == sizes, name, " must have shape ", sizes, ", got ", t.sizes());
 }
 
 // q8 [B, Hq, Lq, D], k8 [B, Hkv, Lk, D] contiguous int8; scales grouped as quant/spec.py says.
 inline AttentionParams qk_params(const at::Tensor& q8, const at::Tensor& k8, const at::Tensor& q_scale,
                                  const at::Tensor& k_scale, int64_t q_group_rows, int64_t q_residues,
                                  int64_t k_residues, double qk_scale, bool causal, int64_t causal_offset) {
-  TORCH_CHECK(q8.is_cuda() && k8.device() == q8.device(), "q8 and k8 must be CUDA tensors on one device");
-  TORCH_CHECK(q8.scalar_type() == at::kChar && k8.scalar_type() == at::kChar, "q8 and k8 must be int8 codes");
-  TORCH_CHECK(q8.dim() == 4 && k8.dim() == 4 && q8.is_contiguous() && k8.is_contiguous(),
+  SA_CHECK(q8.is_cuda() && k8.device() == q8.device(), "q8 and k8 must be CUDA tensors on one device");
+  SA_CHECK(q8.scalar_type() == at::kChar && k8.scalar_type() == at::kChar, "q8 and k8 must be int8 codes");
+  SA_CHECK(q8.dim() == 4 && k8.dim() == 4 && q8.is_contiguous() && k8.is_contiguous(),
               "q8 and k8 must be contiguous [B, H, L, D]");
   const int64_t B = q8.size(0), Hq = q8.size(1), Lq = q8.size(2), D = q8.size(3), Hkv = k8.size(1), Lk = k8.size(2);
-  TORCH_CHECK(D == 64 || D == 128, "head dim must be 64 or 128 (pad it), got ", D);
-  TORCH_CHECK(k8.size(0) == B && k8.size(3) == D, "k8 must be [", B, ", Hkv, Lk, ", D, "], got ", k8.sizes());
-  TORCH_CHECK(Hkv > 0 && Hq % Hkv == 0, "query heads (", Hq, ") must be a multiple of key heads (", Hkv, ")");
-  TORCH_CHECK(q_group_rows == 16 || q_group_rows == 32, "q_group_rows must be 16 or 32, got ", q_group_rows);
-  TORCH_CHECK(q_residues == 1 || q_residues == 8, "q_residues must be 1 or 8, got ", q_residues);
-  TORCH_CHECK(k_residues == 1 || k_residues == 4, "k_residues must be 1 or 4, got ", k_residues);
+  SA_CHECK(D == 64 || D == 128, "head dim must be 64 or 128 (pad it), got ", D);
+  SA_CHECK(k8.size(0) == B && k8.size(3) == D, "k8 must be [", B, ", Hkv, Lk, ", D, "], got ", k8.sizes());
+  SA_CHECK(Hkv > 0 && Hq % Hkv == 0, "query heads (", Hq, ") must be a multiple of key heads (", Hkv, ")");
+  SA_CHECK(q_group_rows == 16 || q_group_rows == 32, "q_group_rows must be 16 or 32, got ", q_group_rows);
+  SA_CHECK(q_residues == 1 || q_residues == 8, "q_residues must be 1 or 8, got ", q_residues);
+  SA_CHECK(k_residues == 1 || k_residues == 4, "k_residues must be 1 or 4, got ", k_residues);
   const int64_t n_q = (Lq + q_group_rows - 1) / q_group_rows * q_residues, n_k = (Lk + 63) / 64 * k_residues;
   check_f32(q_scale, "q_scale", {B, Hq, n_q}, q8);
   check_f32(k_scale, "k_scale", {B, Hkv, n_k}, q8);
-  TORCH_CHECK(Lq < (1 << 30) && Lk < (1 << 30), "sequence too long");
+  SA_CHECK(Lq < (1 << 30) && Lk < (1 << 30), "sequence too long");
   AttentionParams p{};
   p.q = q8.data_ptr<int8_t>();
   p.k = k8.data_ptr<int8_t>();

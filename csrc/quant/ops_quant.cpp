@@ -4,6 +4,7 @@
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/extension.h>
 
+#include "common/check.h"
 #include "quant/launch.h"
 
 namespace sq = sage::quant;
@@ -11,14 +12,14 @@ namespace sq = sage::quant;
 namespace {
 
 sq::Strided16 as_strided16(const at::Tensor& x, const char* name) {
-  TORCH_CHECK(x.is_cuda(), name, " must be a CUDA tensor");
-  TORCH_CHECK(x.dim() == 4, name, " must be [B, H, L, D], got ", x.dim(), " dims");
-  TORCH_CHECK(x.scalar_type() == at::kHalf || x.scalar_type() == at::kBFloat16, name, " must be fp16 or bf16, got ",
+  SA_CHECK(x.is_cuda(), name, " must be a CUDA tensor");
+  SA_CHECK(x.dim() == 4, name, " must be [B, H, L, D], got ", x.dim(), " dims");
+  SA_CHECK(x.scalar_type() == at::kHalf || x.scalar_type() == at::kBFloat16, name, " must be fp16 or bf16, got ",
               x.scalar_type());
-  TORCH_CHECK(x.size(3) == 64 || x.size(3) == 128, name, " head dim must be 64 or 128 (pad it), got ", x.size(3));
-  TORCH_CHECK(x.stride(3) == 1, name, " must have a contiguous last dim (call .contiguous())");
+  SA_CHECK(x.size(3) == 64 || x.size(3) == 128, name, " head dim must be 64 or 128 (pad it), got ", x.size(3));
+  SA_CHECK(x.stride(3) == 1, name, " must have a contiguous last dim (call .contiguous())");
   const auto aligned = [](int64_t s) { return s % 8 == 0; };
-  TORCH_CHECK(aligned(x.stride(0)) && aligned(x.stride(1)) && aligned(x.stride(2)) &&
+  SA_CHECK(aligned(x.stride(0)) && aligned(x.stride(1)) && aligned(x.stride(2)) &&
                   reinterpret_cast<uintptr_t>(x.data_ptr()) % 16 == 0,
               name, " rows must be 16-byte aligned (call .contiguous())");
   return {x.data_ptr(), x.stride(0), x.stride(1), x.stride(2),
@@ -27,7 +28,7 @@ sq::Strided16 as_strided16(const at::Tensor& x, const char* name) {
 }
 
 void check(cudaError_t err, const char* what) {
-  TORCH_CHECK(err == cudaSuccess, what, " failed: ", cudaGetErrorString(err));
+  SA_CHECK(err == cudaSuccess, what, " failed: ", cudaGetErrorString(err));
 }
 
 // (mean [B, H, D] fp32, amax or empty, scale or empty)
@@ -55,13 +56,13 @@ at::Tensor seq_mean(const at::Tensor& x) { return stats(x, false, true, 1.0)[0];
 std::vector<at::Tensor> quant_int8(const at::Tensor& x, const c10::optional<at::Tensor>& mean, int64_t group_rows,
                                    int64_t residues) {
   const auto s = as_strided16(x, "x");
-  TORCH_CHECK(group_rows == 16 || group_rows == 32 || group_rows == 64, "group_rows must be 16, 32 or 64, got ",
+  SA_CHECK(group_rows == 16 || group_rows == 32 || group_rows == 64, "group_rows must be 16, 32 or 64, got ",
               group_rows);
-  TORCH_CHECK(residues == 1 || residues == 4 || residues == 8, "residues must be 1, 4 or 8, got ", residues);
+  SA_CHECK(residues == 1 || residues == 4 || residues == 8, "residues must be 1, 4 or 8, got ", residues);
   const float* mean_ptr = nullptr;
   if (mean.has_value()) {
     const auto& m = *mean;
-    TORCH_CHECK(m.scalar_type() == at::kFloat && m.is_contiguous() && m.device() == x.device() &&
+    SA_CHECK(m.scalar_type() == at::kFloat && m.is_contiguous() && m.device() == x.device() &&
                     m.sizes() == at::IntArrayRef({s.B, s.H, s.D}),
                 "mean must be a contiguous fp32 [B, H, D] tensor on x's device");
     mean_ptr = m.data_ptr<float>();

@@ -17,9 +17,9 @@ std::vector<at::Tensor> attention(const at::Tensor& q8, const at::Tensor& k8, co
                                   bool return_lse) {
   auto p = sa::qk_params(q8, k8, q_scale, k_scale, q_group_rows, q_residues, k_residues, qk_scale, causal, causal_offset);
   const int64_t D = q8.size(3), l_pad = (int64_t(p.Lk) + 63) / 64 * 64;
-  TORCH_CHECK(vt.scalar_type() == at::kFloat8_e4m3fn && vt.is_contiguous() && vt.device() == q8.device(),
+  SA_CHECK(vt.scalar_type() == at::kFloat8_e4m3fn && vt.is_contiguous() && vt.device() == q8.device(),
               "vt must be a contiguous float8_e4m3fn tensor (from quant_v_fp8) on q8's device");
-  TORCH_CHECK(vt.sizes() == at::IntArrayRef({p.B, p.Hkv, D, l_pad}), "vt must be [B, Hkv, D, ", l_pad, "], got ",
+  SA_CHECK(vt.sizes() == at::IntArrayRef({p.B, p.Hkv, D, l_pad}), "vt must be [B, Hkv, D, ", l_pad, "], got ",
               vt.sizes());
   sa::check_f32(v_scale, "v_scale", {p.B, p.Hkv, D}, q8);
   if (v_mean.has_value()) sa::check_f32(*v_mean, "v_mean", {p.B, p.Hkv, D}, q8);
@@ -27,10 +27,10 @@ std::vector<at::Tensor> attention(const at::Tensor& q8, const at::Tensor& k8, co
   if (accum == "fp32") mode = sa::PvAccum::kF32;
   else if (accum == "fp32+fp32") mode = sa::PvAccum::kF32ThenF32;
   else if (accum == "fp32+fp16") mode = sa::PvAccum::kF8F16ThenF32;
-  else TORCH_CHECK(false, "accum must be 'fp32', 'fp32+fp32' or 'fp32+fp16', got '", accum, "'");
-  TORCH_CHECK(mode != sa::PvAccum::kF8F16ThenF32 || sa::fp8_f16_accum_built(),
+  else SA_CHECK(false, "accum must be 'fp32', 'fp32+fp32' or 'fp32+fp16', got '", accum, "'");
+  SA_CHECK(mode != sa::PvAccum::kF8F16ThenF32 || sa::fp8_f16_accum_built(),
               "accum 'fp32+fp16' needs a build with nvcc >= 12.8; use 'fp32+fp32'");
-  TORCH_CHECK(p_scale > 0, "p_scale must be positive");
+  SA_CHECK(p_scale > 0, "p_scale must be positive");
   p.v = vt.data_ptr();
   p.v_len_padded = int(l_pad);
   p.v_scale = v_scale.data_ptr<float>();
@@ -41,7 +41,7 @@ std::vector<at::Tensor> attention(const at::Tensor& q8, const at::Tensor& k8, co
   if (p.Lq == 0 || p.B == 0 || p.Hq == 0) return out;
   const cudaError_t err = sa::launch_sm89(p, int(D), out_bf16 ? sa::OutType::kBf16 : sa::OutType::kHalf, mode,
                                           c10::cuda::getCurrentCUDAStream().stream());
-  TORCH_CHECK(err == cudaSuccess, "sm89 attention launch failed: ", cudaGetErrorString(err));
+  SA_CHECK(err == cudaSuccess, "sm89 attention launch failed: ", cudaGetErrorString(err));
   return out;
 }
 
