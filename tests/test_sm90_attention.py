@@ -312,3 +312,22 @@ def test_p_fragment_key_order_matches_quantized_v():
                 key = 16 * half + 8 * (e // 2) + 2 * lane_quad + e % 2  # what pack_p_fragments puts there
                 column = 16 * half + 4 * lane_quad + e  # the A fragment column of that byte (PTX ISA layout)
                 assert 16 * (key // 16) + V16_POSITION[key % 16] == column, (lane_quad, half, e)
+
+
+@gpu
+def test_cuda_graph_capture_and_replay(sm90):
+    """The whole call (quantization launches + kernel) captures into a CUDA graph and replays on new inputs with
+    the eager result: the way to remove the per-launch host cost that dominates short sequences."""
+    q, k, v = make_qkv(2, 4, 2, 1000, 1000, 128, device="cuda")
+    static = [t.clone() for t in (q, k, v)]
+    sageattn(*static, backend="sm90")  # warm-up outside the capture (module load, allocator)
+    torch.cuda.synchronize()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        out = sageattn(*static, backend="sm90")
+    fresh = make_qkv(2, 4, 2, 1000, 1000, 128, device="cuda", k_bias=3.0)
+    for dst, src in zip(static, fresh):
+        dst.copy_(src)
+    graph.replay()
+    torch.cuda.synchronize()
+    assert torch.equal(out, sageattn(*fresh, backend="sm90"))
