@@ -31,10 +31,11 @@ __device__ __forceinline__ float quad_sum(float x) {
 
 // Exact int32 -> fp32 for |x| < 2^22 without the conversion unit (which the exponentials need): added to the
 // bit pattern of 1.5 * 2^23, whose ulp is 1, x lands in the mantissa. INT8 Q·Kᵀ sums stay below 127² * 256.
-constexpr int32_t kMagicBits = 0x4B400000;  // 12582912.0f = 1.5 * 2^23
+constexpr float kMagic = 12582912.0f;       // 1.5 * 2^23
+constexpr int32_t kMagicBits = 0x4B400000;  // its bit pattern
 
 __device__ __forceinline__ float small_int_to_float(int32_t x) {
-  return __int_as_float(x + kMagicBits) - 12582912.0f;
+  return __int_as_float(x + kMagicBits) - kMagic;
 }
 
 // Four floats -> four e4m3 bytes, x0 in the lowest byte (round to nearest, saturating).
@@ -70,7 +71,6 @@ __device__ __forceinline__ void online_softmax(const int32_t (&acc)[kN / 2], con
                                                int key0, int lane, const int (&key_limit)[2], RowState& state,
                                                float (&rescale)[2], float (&p)[kN / 2]) {
   constexpr int kGroups = kN / 64;
-  constexpr float kMagic = 12582912.0f;
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
     float tile_max = -INFINITY;
