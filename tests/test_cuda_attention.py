@@ -131,6 +131,21 @@ def test_no_nan_at_fp16_extremes(name, scale):
 
 
 @pytest.mark.parametrize("name", BACKENDS)
+def test_no_overflow_for_large_fp16_inputs(name):
+    """Uniform fp16 inputs up to +-60000 (logits near 1e11 in base 2): finite, a convex combination of V rows."""
+    module = _backend(name)
+    gen = torch.Generator().manual_seed(torch.seed() % 2**31)
+    q, k, v = ((torch.rand(1, 4, 1000, 128, generator=gen) * 2 - 1).mul(60000).cuda().half() for _ in range(3))
+    for accum in ("fp32",) if name == "sm80" else ("fp32+fp32", "fp32+fp16"):
+        for causal in (False, True):
+            cfg = AttentionConfig(sm_scale=default_sm_scale(128), pv=BACKENDS[name], pv_accum_dtype=accum,
+                                  qk_quant_gran="per_thread", return_lse=True, head_dim=128, is_causal=causal)
+            o, lse = module.forward(q, k, v, cfg)
+            assert torch.isfinite(o).all() and torch.isfinite(lse).all(), (accum, causal)
+            assert o.abs().max() <= v.abs().max() * 1.001, (accum, causal)
+
+
+@pytest.mark.parametrize("name", BACKENDS)
 def test_gqa_equals_repeated_kv_heads(name):
     module = _backend(name)
     gen = torch.Generator().manual_seed(torch.seed() % 2**31)

@@ -259,6 +259,19 @@ def test_extreme_inputs_give_no_nan(sm90):
 
 
 @gpu
+@pytest.mark.parametrize("accum", ACCUMS)
+def test_no_overflow_for_large_fp16_inputs(sm90, accum):
+    """Uniform fp16 inputs up to +-60000: logits near 1e11 in base 2, where any rounding of the row max that the
+    exponent path does not share is thousands of units and exp2 overflows. Output finite and a convex
+    combination of V rows."""
+    q, k, v = (((torch.rand(1, 4, 1000, 128, device="cuda") * 2 - 1) * 60000).half() for _ in range(3))
+    for causal in (None, "top_left", "bottom_right"):
+        o, lse = sm90.forward(q, k, v, _cfg(128, causal=causal, accum=accum))
+        assert torch.isfinite(o).all() and torch.isfinite(lse).all(), causal
+        assert o.abs().max() <= v.abs().max() * 1.001, causal
+
+
+@gpu
 def test_smooth_v(sm90):
     q, k, v = make_qkv(1, 2, 2, 333, 333, 64, device="cuda")
     _check(sm90, q, k, v + 3.0, _cfg(64, smooth_v=True, causal="bottom_right"), "smooth_v")

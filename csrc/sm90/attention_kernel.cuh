@@ -127,7 +127,19 @@ __device__ __forceinline__ void consume_tile(const SharedTiles<Tile>& smem, cons
     key_limit[r] = args.causal ? min(args.len_k - 1, rows[r] + args.causal_offset) : args.len_k - 1;
   }
   // Tiles reaching past this key may hold keys some row of this warp must not see.
-  const int first_masked_key = args.causal ? min(args.len_k, row_base + args.causal_offset + 1) : args.len_k;
+  int first_masked_key = args.causal ? min(args.len_k, row_base + args.causal_offset + 1) : args.len_k;
+  // Unmasked tiles' one-FFMA exponent is exact enough only below a scale bound (fast_exponent_is_safe). A warp
+  // whose largest Q scale times its head's largest K scale passes it (extreme inputs: fp16 values in the
+  // hundreds) sends every tile down the masked path, which is safe at any magnitude. Decided once per work
+  // tile, so the hot loop is unchanged: one coalesced pass over the head's K scales (N/16 floats at most).
+  {
+    float k_scale_max = 0.f;
+    for (int i = lane; i < args.k_groups; i += 32) k_scale_max = fmaxf(k_scale_max, __ldg(k_scale + i));
+    // scales are >= 0, where float order is the order of the bit patterns
+    const float q_max = __uint_as_float(__reduce_max_sync(0xffffffffu, __float_as_uint(q_scale)));
+    const float k_max = __uint_as_float(__reduce_max_sync(0xffffffffu, __float_as_uint(k_scale_max)));
+    if (!fast_exponent_is_safe<D>(q_max * k_max)) first_masked_key = 0;
+  }
 
   float o[D / 2];
   float partial[D / 2];

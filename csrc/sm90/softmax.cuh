@@ -55,17 +55,30 @@ struct RowState {
 // The K scale group (64 keys, quant/spec.py) of accumulator element i: 8-key block i/4, 8 blocks per group.
 __device__ __forceinline__ constexpr int scale_group(int i) { return i / 32; }
 
+// The fast exponent of unmasked tiles, fmaf(bits, scale, c), carries c's rounding: about ulp(kMagic * scale + |row
+// max|). While |c| < 2^18 that is under 2^-7, p moves by under 0.6%, one factor for all of a row's keys of a
+// group. Past it (scale products of fp16 inputs in the hundreds) it grows without bound: with inputs near 60000
+// (logits ~1e11) it is thousands, and exp2 overflowed or flushed whole rows. Such tiles take the masked path,
+// whose exponent x - shift is safe at any magnitude (see online_softmax).
+template <int D>
+__device__ __forceinline__ bool fast_exponent_is_safe(float scale) {
+  constexpr float kLimit = 262144.0f / (kMagic + 127.0f * 127.0f * D);  // |c| < 2^18
+  return scale < kLimit;
+}
+
 // Online softmax of one tile: folds the integer scores `acc` (dequantized by scale[group]: Q's scale x K's)
 // into `state`, returns each row's rescale factor for the earlier accumulation and writes p * 448 =
 // exp2(s - m + log2 448) into `p`. kMasked: keys past key_limit[r] (last visible key of row r; key0 is the
 // tile's first key) are hidden. A row that has seen no key keeps max -inf, gets p = 0 and factor 0, never
 // NaN (reference.py step 3).
 //
-// Unmasked tiles, nearly all of them, keep the per-element work off the FP32 pipe where they can: the row
-// max is taken on the integers (scales are positive and shared by a thread's keys of one group), and the
-// int -> float conversion, dequantization and max subtraction are one FFMA on the magic-biased bits:
-// (bits - M) * scale - shift = bits * scale + c with c = -(M * scale) - shift. c is rounded once, a shift of
-// well under one integer score step for all the thread's keys of the group.
+// Masked tiles dequantize each score once (rounded, never contracted) and the max and the exponent see that
+// same value: x - shift <= log2 448 (+ a rounding) for every key, and the row's largest key gets at least 0,
+// at any magnitude. Unmasked tiles, nearly all of them, keep the per-element work off the FP32 pipe where they
+// can: the row max is taken on the integers (scales are positive and shared by a thread's keys of one group),
+// and the int -> float conversion, dequantization and max subtraction are one FFMA on the magic-biased bits:
+// (bits - M) * scale - shift = bits * scale + c with c = -(M * scale) - shift, c rounded once (callers send
+// a tile here only when fast_exponent_is_safe).
 template <int kN, bool kMasked>
 __device__ __forceinline__ void online_softmax(const int32_t (&acc)[kN / 2], const float (&scale)[kN / 64],
                                                int key0, int lane, const int (&key_limit)[2], RowState& state,
@@ -81,7 +94,7 @@ __device__ __forceinline__ void online_softmax(const int32_t (&acc)[kN / 2], con
         for (int e = 0; e < 2; ++e) {
           const int i = 4 * b + 2 * r + e;
           const int key = key0 + 8 * b + 2 * (lane % 4) + e;
-          p[i] = key > key_limit[r] ? -INFINITY : small_int_to_float(acc[i]) * scale[scale_group(i)];
+          p[i] = key > key_limit[r] ? -INFINITY : __fmul_rn(small_int_to_float(acc[i]), scale[scale_group(i)]);
           tile_max = fmaxf(tile_max, p[i]);
         }
       }
