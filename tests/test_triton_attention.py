@@ -306,6 +306,16 @@ def test_interpret_mask(kind, seed):
 
 
 @interpret_only
+def test_interpret_huge_logits_take_the_exact_path(seed):
+    """fp16 inputs in the tens of thousands (logits ~1e9): every unmasked tile takes the integer-max path."""
+    q, k, v = ((torch.rand(1, 2, 150, 64) * 2 - 1).mul(30000).half() for _ in range(3))
+    for causal in (None, "top_left"):
+        o, lse = _backend().forward(q, k, v, _cfg(64, causal, lse=True))
+        assert torch.isfinite(o).all() and torch.isfinite(lse).all()
+        assert o.abs().max() <= v.abs().max() * 1.001
+
+
+@interpret_only
 def test_interpret_varlen(seed):
     lens_q, lens_k = [3, 0, 70], [5, 4, 130]
     cu_q = torch.tensor([0] + lens_q).cumsum(0).int()

@@ -26,6 +26,26 @@ def _scaled_logits(qk, scale, INTERPRET: tl.constexpr):
     return libdevice.mul_rn(qk.to(tl.float32), scale)
 
 
+# Unmasked tiles take the fast exponent fma(qk, scale, -m) when every logit the tile can hold, 127^2 * D * scale,
+# stays under this: the row max's rounding is then at most 2^-8, so p <= 1.003 (p * 448 still rounds to e4m3's
+# 448). Larger logits (fp16 inputs in the thousands) take the exact integer path in _unmasked_probs.
+FAST_LOGIT_LIMIT = tl.constexpr(65536.0)
+
+
+@triton.jit
+def _unmasked_probs(qk, scale, tile_max, m_tile, m_new, D: tl.constexpr):
+    """exp2(qk * scale - m_new) of a tile every row sees in full. tile_max: the rows' integer maxima, m_tile their
+    scaled values (mul_rn), m_new >= m_tile the running max."""
+    if scale * (127.0 * 127.0 * D) < FAST_LOGIT_LIMIT:  # a uniform branch per tile
+        x = qk.to(tl.float32) * scale - m_new[:, None]  # one fma per logit
+    else:
+        # Subtract the row max in the integer domain (exact), then scale: a sum of two non-positive terms, so no
+        # fma contraction can push it above 0, even for logits near 1e11 (fp16 inputs of 60000) where
+        # fl(qk * scale) - max would be off by thousands.
+        x = (qk - tile_max[:, None]).to(tl.float32) * scale + (m_tile - m_new)[:, None]
+    return tl.math.exp2(x)
+
+
 @triton.jit
 def _key_tile(
     acc, l_i, m_i, q, q_scale, start_n, offs_m, offs_n, k_base, skl, ks_base, v_base, svl, svd, offs_d,
@@ -64,16 +84,13 @@ def _key_tile(
         p = tl.math.exp2(s - m_use[:, None])
         alpha = tl.math.exp2(m_i - m_use)
     else:
-        # Unmasked tile: subtract the row max in the integer domain (exact), then scale. The exp2 argument
-        # is a sum of two non-positive terms, so no fma contraction can push it above 0, even for logits
-        # near 1e11 (fp16 inputs of 60000) where fl(qk * scale) - max would be off by thousands.
         scale = q_scale * k_scale
         tile_max = tl.max(qk, axis=1)
         # rounded once (mul_rn): an fma contracting it into m_tile - m_new would leave the product's rounding
         # residual (thousands at logits ~1e11) in the exponent: exp2 of it overflowed or flushed whole rows
         m_tile = _scaled_logits(tile_max, scale, INTERPRET)
         m_new = tl.maximum(m_i, m_tile)
-        p = tl.math.exp2((qk - tile_max[:, None]).to(tl.float32) * scale + (m_tile - m_new)[:, None])
+        p = _unmasked_probs(qk, scale, tile_max, m_tile, m_new, D)
         alpha = tl.math.exp2(m_i - m_new)
     l_i = l_i * alpha + tl.sum(p, axis=1)
     if PV_FP8:
