@@ -8,6 +8,8 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
+#include <type_traits>
+
 #include "common/sm90/mbarrier.cuh"
 #include "common/sm90/tma.cuh"
 #include "common/sm90/wgmma.cuh"
@@ -172,8 +174,9 @@ __device__ __forceinline__ void consume_tile(const SharedTiles<Tile>& smem, cons
     }
   };
   // S = Q·Kᵀ of tile j into s_acc (one commit group).
-  auto issue_qk = [&](int j) {
-    mbarrier_wait(smem.k_full(stage_of(j)), parity_of(j));
+  // `ready`: a probe (probe_next) already saw the tile's data land, so the blocking wait is skipped.
+  auto issue_qk = [&](int j, bool ready) {
+    if (!ready) mbarrier_wait(smem.k_full(stage_of(j)), parity_of(j));
     const uint64_t desc_k = desc_advance(desc_k0, stage_of(j) * Tile::kKBytes);
     wgmma_fence();
 #pragma unroll
@@ -192,8 +195,32 @@ __device__ __forceinline__ void consume_tile(const SharedTiles<Tile>& smem, cons
     }
   };
   load_k_scales(0);
-  // After S of tile j has landed: dequantize, mask, online softmax into p_tile (registers P·V does not read).
-  auto softmax = [&](int j) {
+  // Whether the K and Vᵀ the next turn issues (K of j+1, Vᵀ of j) have landed, asked before the softmax of j so
+  // the probe's round trip hides behind it; the turn then skips its blocking waits (ncu: those two waits were
+  // ~4% of the consumers' stall samples, though the producer runs ahead).
+  // Both probes run unconditionally and are combined without a branch, at the top of the softmax's basic block,
+  // so ptxas can defer the use of their answers to the block's end.
+  bool next_ready = false;
+  auto probe_next = [&](int j) {
+    const int jk = min(j + 1, n_tiles - 1);  // past the last tile: K of j, long since landed
+    next_ready = mbarrier_test_wait(smem.v_full(stage_of(j)), parity_of(j)) &
+                 mbarrier_test_wait(smem.k_full(stage_of(jk)), parity_of(jk));
+  };
+  // "fp32+fp32": o = o * factor + the partial sum of the tile whose P·V just landed. Unconditional (no vote
+  // to skip factors of 1), so it can sit in one basic block with the softmax and fill its latency gaps.
+  auto fold = [&]() {
+    if constexpr (kTwoLevel) {
+#pragma unroll
+      for (int i = 0; i < D / 2; ++i) o[i] = fmaf(o[i], rescale_prev[(i / 2) % 2], partial[i]);
+    }
+  };
+  // After S of tile j has landed: dequantize, mask, online softmax into p_tile. kFoldFirst: fold the previous
+  // tile's P·V first; kPack: pack P into the P·V operand registers (free only once the previous P·V retired).
+  // Both are inside each branch, so ptxas interleaves their FFMAs and conversions with the exponentials, whose
+  // issue has idle slots (ncu: fixed-latency waits are a third of the softmax's stall samples).
+  auto softmax = [&](int j, auto fold_first, auto pack) {
+    // kProbe: also probe the next turn's K and Vᵀ (probe_next), inside each branch.
+    constexpr bool kProbe = kPingPong;
     fence_registers(s_acc);
     float scale[kGroups];
 #pragma unroll
@@ -201,15 +228,23 @@ __device__ __forceinline__ void consume_tile(const SharedTiles<Tile>& smem, cons
     load_k_scales(j + 1);
     const int key0 = j * N;
     if (key0 + N > first_masked_key) {
+      if constexpr (kProbe) probe_next(j);
+      if constexpr (decltype(fold_first)::value) fold();
       online_softmax<N, true>(s_acc, scale, key0, lane, key_limit, state, rescale, p_tile);
+      if constexpr (decltype(pack)::value) pack_p_fragments<N>(p_tile, p);
     } else {
+      if constexpr (kProbe) probe_next(j);
+      if constexpr (decltype(fold_first)::value) fold();
       online_softmax<N, false>(s_acc, scale, key0, lane, key_limit, state, rescale, p_tile);
+      if constexpr (decltype(pack)::value) pack_p_fragments<N>(p_tile, p);
     }
   };
+  using Yes = std::true_type;
+  using No = std::false_type;
   // O (+)= P·V of tile j (one commit group). "fp32": the running o takes the tile directly, rescaled first.
-  auto issue_pv = [&](int j) {
+  auto issue_pv = [&](int j, bool ready) {
     if constexpr (!kTwoLevel) rescale_output(rescale_prev);
-    mbarrier_wait(smem.v_full(stage_of(j)), parity_of(j));
+    if (!ready) mbarrier_wait(smem.v_full(stage_of(j)), parity_of(j));
     const uint64_t desc_v = desc_advance(desc_v0, stage_of(j) * Tile::kVBytes);
     wgmma_fence();
     float(&acc)[D / 2] = kTwoLevel ? partial : o;
@@ -219,25 +254,20 @@ __device__ __forceinline__ void consume_tile(const SharedTiles<Tile>& smem, cons
     }
     wgmma_commit();
   };
-  // After P·V of tile j has landed: free its stage; "fp32+fp32": o = o * factor + the tile's partial sum.
-  auto finish_pv = [&](int j) {
+  // After P·V of tile j has landed: free its stage.
+  auto release_pv = [&](int j) {
     fence_registers(p);  // the wgmma read P from these registers until now: keep them from being reused
     fence_registers(kTwoLevel ? partial : o);
     __syncwarp();
     if (lane == 0) mbarrier_arrive(smem.empty(stage_of(j)));  // this warp is done with K and Vᵀ of the stage
-    if constexpr (kTwoLevel) {
-      if (__any_sync(0xffffffffu, rescale_prev[0] != 1.f || rescale_prev[1] != 1.f)) {
-#pragma unroll
-        for (int i = 0; i < D / 2; ++i) o[i] = fmaf(o[i], rescale_prev[(i / 2) % 2], partial[i]);
-      } else {
-#pragma unroll
-        for (int i = 0; i < D / 2; ++i) o[i] += partial[i];
-      }
-    }
   };
-  // The tile whose softmax just ran becomes the next P·V's operand.
-  auto stage_p = [&]() {
-    pack_p_fragments<N>(p_tile, p);
+  auto finish_pv = [&](int j) {
+    release_pv(j);
+    fold();
+  };
+  // The tile whose softmax just ran becomes the next P·V's operand (kPacked: softmax already wrote P).
+  auto stage_p = [&](auto packed) {
+    if constexpr (!decltype(packed)::value) pack_p_fragments<N>(p_tile, p);
     rescale_prev[0] = rescale[0];
     rescale_prev[1] = rescale[1];
   };
@@ -255,45 +285,47 @@ __device__ __forceinline__ void consume_tile(const SharedTiles<Tile>& smem, cons
     if (n_tiles > 0) {
       if (consumer == 1) named_barrier_arrive(1, 256);
       named_barrier_sync(my_turn, 256);
-      issue_qk(0);
+      issue_qk(0, false);
       named_barrier_arrive(other_turn, 256);
       wgmma_wait<0>();
-      softmax(0);
-      stage_p();
+      softmax(0, No{}, No{});
+      stage_p(No{});
       for (int j = 1; j < n_tiles; ++j) {
         named_barrier_sync(my_turn, 256);
+        const bool ready = next_ready;
         if constexpr (kSoftmaxOverPV) {
-          issue_qk(j);
-          issue_pv(j - 1);
+          issue_qk(j, ready);
+          issue_pv(j - 1, ready);
           named_barrier_arrive(other_turn, 256);
           wgmma_wait<1>();  // groups retire in order: Q·Kᵀ of j is done, P·V of j-1 may still run
-          softmax(j);
+          softmax(j, No{}, No{});
           wgmma_wait<0>();
           finish_pv(j - 1);
+          stage_p(No{});
         } else {
-          issue_pv(j - 1);
-          issue_qk(j);
+          issue_pv(j - 1, ready);
+          issue_qk(j, ready);
           named_barrier_arrive(other_turn, 256);
           wgmma_wait<1>();  // P·V of j-1 is done, Q·Kᵀ of j may still run
-          finish_pv(j - 1);
+          release_pv(j - 1);
           wgmma_wait<0>();
-          softmax(j);
+          softmax(j, Yes{}, Yes{});  // folds P·V of j-1, then packs P of j into the registers it read
+          stage_p(Yes{});
         }
-        stage_p();
       }
       named_barrier_sync(my_turn, 256);
-      issue_pv(n_tiles - 1);
+      issue_pv(n_tiles - 1, next_ready);
       if (consumer == 0) named_barrier_arrive(other_turn, 256);  // consumer 1's last turn needs it; 0's has none
       wgmma_wait<0>();
       finish_pv(n_tiles - 1);
     }
   } else {
     for (int j = 0; j < n_tiles; ++j) {
-      issue_qk(j);
+      issue_qk(j, false);
       wgmma_wait<0>();
-      softmax(j);
-      stage_p();
-      issue_pv(j);
+      softmax(j, No{}, No{});
+      stage_p(No{});
+      issue_pv(j, false);
       wgmma_wait<0>();
       finish_pv(j);
     }
