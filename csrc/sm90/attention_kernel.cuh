@@ -33,6 +33,7 @@ struct SharedTiles {
   __device__ uint64_t* v_full(int stage) const { return barriers() + 1 + Tile::kStages + stage; }
   __device__ uint64_t* empty(int stage) const { return barriers() + 1 + 2 * Tile::kStages + stage; }
   __device__ uint64_t* q_empty() const { return barriers() + 1 + 3 * Tile::kStages; }
+  __device__ int* work_slot() const { return reinterpret_cast<int*>(barriers() + Tile::kBarriers); }
 };
 
 // One unit of work: 128 query rows of one (batch, head). Work index t runs query blocks fastest, so CTAs that
@@ -49,6 +50,19 @@ __device__ __forceinline__ int query_blocks(const AttentionArgs& args) {
 template <class Tile>
 __device__ __forceinline__ int total_work(const AttentionArgs& args) {
   return query_blocks<Tile>(args) * args.heads_q * args.batch;
+}
+
+// Work tiles past a persistent CTA's first: with Tile::kClaimsWork the producer claims them from a global
+// counter (zeroed per call) and hands each index to the consumers through shared memory, so a CTA that drew
+// light causal blocks takes the next one sooner. Otherwise CTAs stride by the grid size. The stride (and a
+// zig-zag order tried instead) left causal grids unbalanced whenever the grid size met the query blocks per
+// head badly: with 192-row tiles, D=64 causal 4K ran 1.4x and 16K 1.14x longer than with claimed tiles.
+template <class Tile>
+__device__ __forceinline__ int next_work(const AttentionArgs& args, int t) {
+  if constexpr (Tile::kClaimsWork) {
+    if (args.work_counter != nullptr) return int(gridDim.x) + atomicAdd(args.work_counter, 1);
+  }
+  return t + int(gridDim.x);
 }
 
 // Key tiles rows [m0, m0 + kBlockM) must visit: all, or with a causal mask up to the last key the last valid
@@ -71,27 +85,57 @@ __device__ __forceinline__ WorkTile work_tile(const AttentionArgs& args, int t) 
   return w;
 }
 
-// The producer thread: for each work tile of this CTA, Q once (after both consumers released the previous Q),
+// The producer thread: for each work tile of this CTA, Q once (after every consumer released the previous Q),
 // then K and Vᵀ of every key tile into the stage ring. `it` counts key tiles across work tiles.
+// kClaimsWork: the tile's index goes to the consumers through shared memory, published by the Q barrier's
+// arrival (-1: no more work); tiles without keys (causal rows past the last key) arrive without a copy, and
+// their rows are still written. Otherwise both sides walk the same stride and skip such tiles' Q.
+template <class Tile>
+__device__ __forceinline__ void load_key_tiles(const SharedTiles<Tile>& smem, const CUtensorMap* tm_k,
+                                               const CUtensorMap* tm_v, const WorkTile& w, int& it) {
+  for (int j = 0; j < w.n_tiles; ++j, ++it) {
+    const int stage = it % Tile::kStages;
+    mbarrier_wait(smem.empty(stage), ((it / Tile::kStages) & 1) ^ 1);
+    mbarrier_arrive_expect_tx(smem.k_full(stage), Tile::kKBytes);
+    tma_load_4d(smem.k(stage), tm_k, smem.k_full(stage), 0, j * Tile::kBlockN, w.kv_head, w.batch);
+    mbarrier_arrive_expect_tx(smem.v_full(stage), Tile::kVBytes);
+    tma_load_4d(smem.v(stage), tm_v, smem.v_full(stage), j * Tile::kBlockN, 0, w.kv_head, w.batch);
+  }
+}
+
 template <class Tile>
 __device__ __forceinline__ void produce(const SharedTiles<Tile>& smem, const AttentionArgs& args,
                                         const CUtensorMap* tm_q, const CUtensorMap* tm_k, const CUtensorMap* tm_v) {
   int it = 0, q_round = 0;
-  for (int t = blockIdx.x; t < total_work<Tile>(args); t += gridDim.x) {
-    const WorkTile w = work_tile<Tile>(args, t);
-    if (w.n_tiles == 0) continue;
-    mbarrier_wait(smem.q_empty(), (q_round & 1) ^ 1);
-    mbarrier_arrive_expect_tx(smem.q_full(), Tile::kQBytes);
-    tma_load_4d(smem.q(), tm_q, smem.q_full(), 0, w.m0, w.head, w.batch);
-    for (int j = 0; j < w.n_tiles; ++j, ++it) {
-      const int stage = it % Tile::kStages;
-      mbarrier_wait(smem.empty(stage), ((it / Tile::kStages) & 1) ^ 1);
-      mbarrier_arrive_expect_tx(smem.k_full(stage), Tile::kKBytes);
-      tma_load_4d(smem.k(stage), tm_k, smem.k_full(stage), 0, j * Tile::kBlockN, w.kv_head, w.batch);
-      mbarrier_arrive_expect_tx(smem.v_full(stage), Tile::kVBytes);
-      tma_load_4d(smem.v(stage), tm_v, smem.v_full(stage), j * Tile::kBlockN, 0, w.kv_head, w.batch);
+  if constexpr (Tile::kClaimsWork) {
+    for (int t = blockIdx.x;; ++q_round) {
+      mbarrier_wait(smem.q_empty(), (q_round & 1) ^ 1);  // also: every consumer has read the previous index
+      if (t >= total_work<Tile>(args)) {
+        *smem.work_slot() = -1;
+        mbarrier_arrive(smem.q_full());
+        return;
+      }
+      *smem.work_slot() = t;
+      const WorkTile w = work_tile<Tile>(args, t);
+      t = next_work<Tile>(args, t);  // claimed now: the atomic's round trip hides behind this tile's loads
+      if (w.n_tiles == 0) {
+        mbarrier_arrive(smem.q_full());
+        continue;
+      }
+      mbarrier_arrive_expect_tx(smem.q_full(), Tile::kQBytes);
+      tma_load_4d(smem.q(), tm_q, smem.q_full(), 0, w.m0, w.head, w.batch);
+      load_key_tiles(smem, tm_k, tm_v, w, it);
     }
-    ++q_round;
+  } else {
+    for (int t = blockIdx.x; t < total_work<Tile>(args); t = next_work<Tile>(args, t)) {
+      const WorkTile w = work_tile<Tile>(args, t);
+      if (w.n_tiles == 0) continue;
+      mbarrier_wait(smem.q_empty(), (q_round & 1) ^ 1);
+      mbarrier_arrive_expect_tx(smem.q_full(), Tile::kQBytes);
+      tma_load_4d(smem.q(), tm_q, smem.q_full(), 0, w.m0, w.head, w.batch);
+      load_key_tiles(smem, tm_k, tm_v, w, it);
+      ++q_round;
+    }
   }
 }
 
@@ -104,7 +148,7 @@ __device__ __forceinline__ void store_pair(void* row_ptr, int col, float x, floa
 }
 
 // One consumer warpgroup's share (64 rows) of one work tile. `it` counts key tiles consumed before this one,
-// `q_round` work tiles with keys (phases of the Q barriers).
+// `q_round` work tiles whose Q this warpgroup waited for (kClaimsWork: the caller did, for every tile).
 template <class Tile, bool kPerThread, bool kTwoLevel, bool kPingPong>
 __device__ __forceinline__ void consume_tile(const SharedTiles<Tile>& smem, const AttentionArgs& args, int consumer,
                                              const WorkTile& w, int it, int q_round) {
@@ -114,7 +158,7 @@ __device__ __forceinline__ void consume_tile(const SharedTiles<Tile>& smem, cons
   const int warp = (threadIdx.x / 32) % 4;
   const int lane = threadIdx.x % 32;
   const int row_base = m0 + 64 * consumer + 16 * warp;  // first of this warp's 16 rows
-  const int rows[2] = {row_base + lane / 4, row_base + lane / 4 + 8};
+  auto row_of = [&](int r) { return row_base + lane / 4 + 8 * r; };  // the thread's two rows
 
   // Scales (quant/spec.py with warp_rows 16): Q one per thread, K one per thread and 64-key group.
   const int q_group = kPerThread ? (row_base / 16) * 8 + lane / 4 : row_base / 16;
@@ -124,10 +168,12 @@ __device__ __forceinline__ void consume_tile(const SharedTiles<Tile>& smem, cons
                             : 0.f;
   const float* k_scale = args.k_scale + (int64_t(batch) * args.heads_kv + kv_head) * args.k_groups;
 
-  int key_limit[2];
-  for (int r = 0; r < 2; ++r) {
-    key_limit[r] = args.causal ? min(args.len_k - 1, rows[r] + args.causal_offset) : args.len_k - 1;
-  }
+  // The last key each of the thread's rows may see; computed where a masked tile needs it (registers).
+  auto key_limits = [&](int (&limit)[2]) {
+    for (int r = 0; r < 2; ++r) {
+      limit[r] = args.causal ? min(args.len_k - 1, row_of(r) + args.causal_offset) : args.len_k - 1;
+    }
+  };
   // Tiles reaching past this key may hold keys some row of this warp must not see.
   int first_masked_key = args.causal ? min(args.len_k, row_base + args.causal_offset + 1) : args.len_k;
   // Unmasked tiles' one-FFMA exponent is exact enough only below a scale bound (fast_exponent_is_safe). A warp
@@ -143,6 +189,12 @@ __device__ __forceinline__ void consume_tile(const SharedTiles<Tile>& smem, cons
     if (!fast_exponent_is_safe<D>(q_max * k_max)) first_masked_key = 0;
   }
 
+  // Ping-pong schedule only: overlapping the softmax with the warpgroup's own P·V keeps P, the P·V
+  // accumulator, o and the new scores live at once: 240 registers hold that at D=64 or with one accumulator,
+  // not with two at D=128, nor in 160 registers (three consumers). Folding inside the softmax keeps the partial
+  // sum live through it: only with 240 registers.
+  constexpr bool kSoftmaxOverPV = kPingPong && (!kTwoLevel || D == 64) && Tile::kConsumerRegs >= 240;
+  constexpr bool kFoldInSoftmax = Tile::kConsumerRegs >= 240;
   float o[D / 2];
   float partial[D / 2];
   int32_t s_acc[N / 2];
@@ -156,7 +208,8 @@ __device__ __forceinline__ void consume_tile(const SharedTiles<Tile>& smem, cons
   for (int i = 0; i < N / 2; ++i) s_acc[i] = 0;
   RowState state;
 
-  if (n_tiles > 0) mbarrier_wait(smem.q_full(), q_round & 1);
+  if (!Tile::kClaimsWork && n_tiles > 0) mbarrier_wait(smem.q_full(), q_round & 1);
+
   const uint64_t desc_q = make_smem_desc<Tile::kQKSwizzle>(smem_u32(smem.q() + 64 * consumer * D));
   // Stage and mbarrier phase of key tile j: unsigned, so % and / by the power-of-two stage count are a mask and
   // a shift; descriptors of a stage are the stage-0 descriptor advanced by whole tiles (no 64-bit rebuilds).
@@ -208,10 +261,16 @@ __device__ __forceinline__ void consume_tile(const SharedTiles<Tile>& smem, cons
   };
   // "fp32+fp32": o = o * factor + the partial sum of the tile whose P·V just landed. Unconditional (no vote
   // to skip factors of 1), so it can sit in one basic block with the softmax and fill its latency gaps.
+  // The factor is that of the tile whose P·V is folded: `rescale` until the next softmax overwrites it. The
+  // order that overlaps the softmax with P·V folds after that, and folding inside the softmax would tie the
+  // fold's schedule to the new factor's register: both read the copy in rescale_prev.
   auto fold = [&]() {
     if constexpr (kTwoLevel) {
+      constexpr bool kPrev = kSoftmaxOverPV || kFoldInSoftmax;
+      const float f0 = kPrev ? rescale_prev[0] : rescale[0];
+      const float f1 = kPrev ? rescale_prev[1] : rescale[1];
 #pragma unroll
-      for (int i = 0; i < D / 2; ++i) o[i] = fmaf(o[i], rescale_prev[(i / 2) % 2], partial[i]);
+      for (int i = 0; i < D / 2; ++i) o[i] = fmaf(o[i], (i / 2) % 2 ? f1 : f0, partial[i]);
     }
   };
   // After S of tile j has landed: dequantize, mask, online softmax into p_tile. kFoldFirst: fold the previous
@@ -230,12 +289,15 @@ __device__ __forceinline__ void consume_tile(const SharedTiles<Tile>& smem, cons
     if (key0 + N > first_masked_key) {
       if constexpr (kProbe) probe_next(j);
       if constexpr (decltype(fold_first)::value) fold();
+      int key_limit[2];
+      key_limits(key_limit);
       online_softmax<N, true>(s_acc, scale, key0, lane, key_limit, state, rescale, p_tile);
       if constexpr (decltype(pack)::value) pack_p_fragments<N>(p_tile, p);
     } else {
       if constexpr (kProbe) probe_next(j);
       if constexpr (decltype(fold_first)::value) fold();
-      online_softmax<N, false>(s_acc, scale, key0, lane, key_limit, state, rescale, p_tile);
+      const int no_limit[2] = {0, 0};  // unmasked tiles read no limit
+      online_softmax<N, false>(s_acc, scale, key0, lane, no_limit, state, rescale, p_tile);
       if constexpr (decltype(pack)::value) pack_p_fragments<N>(p_tile, p);
     }
   };
@@ -273,17 +335,17 @@ __device__ __forceinline__ void consume_tile(const SharedTiles<Tile>& smem, cons
   };
 
   if constexpr (kPingPong) {
-    // The two consumer warpgroups take turns on the tensor cores: one issues Q·Kᵀ of tile j and P·V of tile
-    // j-1 while the other runs its softmax; inside a warpgroup, where registers allow, the softmax of tile j
-    // overlaps its own P·V of j-1 (Q·Kᵀ issued first, so it retires first). Named barrier 1 + c means "consumer c may issue"; consumer 0
-    // starts. Prologue and epilogue are peeled so the steady-state body has no branches around its wgmma
+    // The consumer warpgroups take turns on the tensor cores: one issues Q·Kᵀ of tile j and P·V of tile
+    // j-1 while the others run their softmax; inside a warpgroup, where registers allow, the softmax of tile j
+    // overlaps its own P·V of j-1 (Q·Kᵀ issued first, so it retires first). Named barrier 1 + c means "consumer c may
+    // issue"; consumer 0 starts. Prologue and epilogue are peeled so the steady-state body has no branches around its wgmma
     // waits (ptxas otherwise cannot prove which group a wait retires and inserts a full wait).
-    // Overlapping the softmax with the warpgroup's own P·V keeps P, the P·V accumulator, o and the new scores
-    // live at once: 240 registers hold that at D=64 or with one accumulator, not with two at D=128.
-    constexpr bool kSoftmaxOverPV = !kTwoLevel || D == 64;
-    const int my_turn = 1 + consumer, other_turn = 2 - consumer;
+    // Turns go round: consumer c waits on barrier 1 + c, then opens the next consumer's.
+    constexpr int kLast = Tile::kConsumers - 1;
+    const int my_turn = 1 + consumer;
+    const int other_turn = kLast == 1 ? 2 - consumer : 1 + (consumer == kLast ? 0 : consumer + 1);
     if (n_tiles > 0) {
-      if (consumer == 1) named_barrier_arrive(1, 256);
+      if (consumer == kLast) named_barrier_arrive(1, 256);
       named_barrier_sync(my_turn, 256);
       issue_qk(0, false);
       named_barrier_arrive(other_turn, 256);
@@ -302,7 +364,7 @@ __device__ __forceinline__ void consume_tile(const SharedTiles<Tile>& smem, cons
           wgmma_wait<0>();
           finish_pv(j - 1);
           stage_p(No{});
-        } else {
+        } else if constexpr (kFoldInSoftmax) {
           issue_pv(j - 1, ready);
           issue_qk(j, ready);
           named_barrier_arrive(other_turn, 256);
@@ -311,11 +373,22 @@ __device__ __forceinline__ void consume_tile(const SharedTiles<Tile>& smem, cons
           wgmma_wait<0>();
           softmax(j, Yes{}, Yes{});  // folds P·V of j-1, then packs P of j into the registers it read
           stage_p(Yes{});
+        } else {
+          // 160 registers (three consumers): P·V of j-1 lands and is folded before Q·Kᵀ of j is issued, so P
+          // and the partial sum are dead before the scores are born.
+          issue_pv(j - 1, ready);
+          wgmma_wait<0>();
+          finish_pv(j - 1);
+          issue_qk(j, ready);
+          named_barrier_arrive(other_turn, 256);
+          wgmma_wait<0>();
+          softmax(j, No{}, No{});
+          stage_p(No{});
         }
       }
       named_barrier_sync(my_turn, 256);
       issue_pv(n_tiles - 1, next_ready);
-      if (consumer == 0) named_barrier_arrive(other_turn, 256);  // consumer 1's last turn needs it; 0's has none
+      if (consumer != kLast) named_barrier_arrive(other_turn, 256);  // the last consumer's last turn opens none
       wgmma_wait<0>();
       finish_pv(n_tiles - 1);
     }
@@ -330,7 +403,8 @@ __device__ __forceinline__ void consume_tile(const SharedTiles<Tile>& smem, cons
       finish_pv(j);
     }
   }
-  if (n_tiles > 0) {  // every Q·Kᵀ of this warp has completed: the producer may load the next Q
+  // Every Q·Kᵀ of this warp has completed (and the work index was read): the producer may load the next Q.
+  if (Tile::kClaimsWork || n_tiles > 0) {
     __syncwarp();
     if (lane == 0) mbarrier_arrive(smem.q_empty());
   }
@@ -345,8 +419,9 @@ __device__ __forceinline__ void consume_tile(const SharedTiles<Tile>& smem, cons
   for (int r = 0; r < 2; ++r) {
     const float sum = quad_sum(state.sum[r]);
     const float inv = sum > 0.f ? 1.f / sum : 0.f;
-    if (rows[r] >= args.len_q) continue;
-    void* out_row = out_head + int64_t(rows[r]) * args.out_stride_l * 2;
+    const int row = row_of(r);
+    if (row >= args.len_q) continue;
+    void* out_row = out_head + int64_t(row) * args.out_stride_l * 2;
 #pragma unroll
     for (int b = 0; b < D / 8; ++b) {
       const int col = 8 * b + 2 * (lane % 4);
@@ -362,7 +437,7 @@ __device__ __forceinline__ void consume_tile(const SharedTiles<Tile>& smem, cons
     }
     if (args.lse != nullptr && lane % 4 == 0) {
       const float lse2 = sum > 0.f ? state.max[r] + __log2f(sum) - kLog2FP8PScale : -INFINITY;
-      args.lse[(int64_t(batch) * args.heads_q + head) * args.len_q + rows[r]] = lse2 * 0.6931471805599453f;
+      args.lse[(int64_t(batch) * args.heads_q + head) * args.len_q + row] = lse2 * 0.6931471805599453f;
     }
   }
 }
@@ -390,7 +465,7 @@ __global__ void __launch_bounds__(AttentionTile<kHeadDim>::kThreads, 1)
   }
   __syncthreads();
 
-  // A grid of total_work CTAs runs one work tile each; a smaller (persistent) grid strides over them.
+  // A grid of total_work CTAs runs one work tile each; a smaller (persistent) grid claims them (next_work).
   const int warpgroup = warpgroup_index();
   if (warpgroup == 0) {
     setmaxnreg_dec<Tile::kProducerRegs>();
@@ -398,11 +473,25 @@ __global__ void __launch_bounds__(AttentionTile<kHeadDim>::kThreads, 1)
   } else {
     setmaxnreg_inc<Tile::kConsumerRegs>();
     int it = 0, q_round = 0;
-    for (int t = blockIdx.x; t < total_work<Tile>(args); t += gridDim.x) {
-      const WorkTile w = work_tile<Tile>(args, t);
-      consume_tile<Tile, kPerThread, kTwoLevel, kPingPong>(smem, args, warpgroup - 1, w, it, q_round);
-      it += w.n_tiles;
-      q_round += w.n_tiles > 0;
+    if constexpr (Tile::kClaimsWork) {
+      for (;; ++q_round) {
+        mbarrier_wait(smem.q_full(), q_round & 1);
+        // Every lane read the same index; a warp reduction (REDUX, into a uniform register) lets ptxas keep it
+        // and what it decodes to (head, rows, tile count) in uniform registers, as it does for blockIdx.x.
+        const int t = static_cast<int>(__reduce_or_sync(
+            0xffffffffu, static_cast<unsigned>(*reinterpret_cast<volatile int*>(smem.work_slot()))));
+        if (t < 0) break;
+        const WorkTile w = work_tile<Tile>(args, t);
+        consume_tile<Tile, kPerThread, kTwoLevel, kPingPong>(smem, args, warpgroup - 1, w, it, q_round);
+        it += w.n_tiles;
+      }
+    } else {
+      for (int t = blockIdx.x; t < total_work<Tile>(args); t = next_work<Tile>(args, t)) {
+        const WorkTile w = work_tile<Tile>(args, t);
+        consume_tile<Tile, kPerThread, kTwoLevel, kPingPong>(smem, args, warpgroup - 1, w, it, q_round);
+        it += w.n_tiles;
+        q_round += w.n_tiles > 0;
+      }
     }
   }
 }

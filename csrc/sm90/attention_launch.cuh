@@ -31,7 +31,14 @@ std::string launch(const AttentionProblem& p, cudaStream_t stream) {
     cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
     grid = std::min<int64_t>(work, std::max(sms, 1));
   }
-  kernel<<<static_cast<unsigned>(grid), Tile::kThreads, Tile::kSmemBytes, stream>>>(tm_q, tm_k, tm_v, p.args);
+  AttentionArgs args = p.args;
+  if (Tile::kClaimsWork && grid < work) {
+    status = cudaMemsetAsync(args.work_counter, 0, sizeof(int), stream);
+    if (status != cudaSuccess) return std::string("sm90 work counter: ") + cudaGetErrorString(status);
+  } else {
+    args.work_counter = nullptr;  // every CTA's first tile is its only one, or the grid strides
+  }
+  kernel<<<static_cast<unsigned>(grid), Tile::kThreads, Tile::kSmemBytes, stream>>>(tm_q, tm_k, tm_v, args);
   status = cudaGetLastError();
   return status == cudaSuccess ? std::string() : std::string("sm90 attention launch: ") + cudaGetErrorString(status);
 }

@@ -25,6 +25,7 @@ struct AttentionArgs {
   int q_groups, k_groups;
   int causal, causal_offset;  // query i sees key j iff j <= i + causal_offset
   int out_bf16;
+  int* work_counter;  // one int32 of scratch: persistent grids that claim work tiles count them here
 };
 
 // One call. The quantized operands are byte tensors seen as 4-D, innermost first:

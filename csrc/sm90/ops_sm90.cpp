@@ -104,6 +104,10 @@ void forward(const at::Tensor& q, const at::Tensor& k, const at::Tensor& vt, con
   a.causal = causal;
   a.causal_offset = static_cast<int>(causal_offset);
   a.out_bf16 = out.scalar_type() == at::kBFloat16;
+  // Scratch for the launcher (zeroed there when the kernel claims work tiles). Freed when this returns; the
+  // caching allocator hands it out again only to work ordered after the kernel on this stream.
+  const at::Tensor work_counter = at::empty({1}, q.options().dtype(at::kInt));
+  a.work_counter = work_counter.data_ptr<int>();
 
   const c10::cuda::CUDAGuard guard(q.device());
   const std::string err = sageattn::sm90::attention_forward(p, c10::cuda::getCurrentCUDAStream());

@@ -52,8 +52,8 @@ def run_kernel(
 ) -> None:
     """Writes o into `out` ([B, Hq, Lq, D] HND view, last dim contiguous) and the LSE without the smoothing term
     into `lse` ([B, Hq, Lq] fp32 contiguous) when given. Tests poison `out` and `lse` through this.
-    pingpong=False runs each consumer warpgroup tile by tile, persistent=False launches one CTA per 128-row work
-    tile instead of one per SM (the simpler forms, for A/B and debugging)."""
+    pingpong=False runs each consumer warpgroup tile by tile, persistent=False launches one CTA per work tile
+    (128 query rows at D=128, 192 at D=64) instead of one per SM (the simpler forms, for A/B and debugging)."""
     load("_C_sm90").forward(
         qk.q8, qk.k8, vt, qk.q_scale, qk.k_scale, v_scale, v_mean, qk_scale, out, lse, causal, causal_offset,
         qk.q_residues > 1, accum == "fp32+fp32", PINGPONG if pingpong is None else pingpong,
