@@ -217,16 +217,17 @@ def test_every_output_is_written_in_both_schedules(sm90, length, accum, pingpong
 @pytest.mark.parametrize("shape", (
     (2, 8, 2, 4097, 1000, "bottom_right"),  # many work tiles with no key: the Q barrier phases must stay in step
     (1, 16, 16, 3000, 3000, "top_left"),
-    (2, 32, 8, 2048, 2048, None),  # 1024 work tiles: several per CTA of the persistent grid
+    (2, 32, 8, 2048, 2048, None),  # 1024 (D=128) or 704 (D=64) work tiles: several per CTA of the persistent grid
 ))
-def test_schedules_and_grids_agree(sm90, shape):
-    """The persistent grid (one CTA per SM striding over work tiles) and the ping-pong schedule compute exactly
-    what one CTA per work tile running tile by tile computes."""
+@pytest.mark.parametrize("d", (64, 128))
+def test_schedules_and_grids_agree(sm90, shape, d):
+    """The persistent grid (one CTA per SM; at D=64 its CTAs claim work tiles from a counter, at D=128 they
+    stride) and the ping-pong schedule compute exactly what one CTA per work tile running tile by tile computes."""
     from sageattention.ops import quant
 
     b, hq, hkv, lq, lk, causal = shape
-    q, k, v = make_qkv(b, hq, hkv, lq, lk, 128, device="cuda")
-    cfg = _cfg(128, causal=causal)
+    q, k, v = make_qkv(b, hq, hkv, lq, lk, d, device="cuda")
+    cfg = _cfg(d, causal=causal)
     qk = quant.quantize_qk(q, k, cfg, warp_rows=WARP_ROWS)
     vt, v_scale, _ = quant.quant_v_fp8(v, False)
     results = {}
