@@ -146,6 +146,13 @@ for d in (64, 128):
             cfg2 = AttentionConfig(sm_scale=d ** -0.5, pv="fp8", pv_accum_dtype=accum, qk_quant_gran=gran,
                                    head_dim=d)
             sm90.forward(q[:, :, :3], k, v, cfg2)
+# more work tiles than SMs, two thirds of them without keys: the persistent grid's claimed-work path (D=64)
+for d in (64, 128):
+    q = torch.randn(1, 80, 500, d, device="cuda", dtype=torch.float16)
+    k, v = (torch.randn(1, 80, 77, d, device="cuda", dtype=torch.float16) for _ in range(2))
+    cfg = AttentionConfig(sm_scale=d ** -0.5, is_causal=True, causal_alignment="bottom_right", pv="fp8",
+                          pv_accum_dtype="fp32+fp32", qk_quant_gran="per_thread", return_lse=True, head_dim=d)
+    sm90.forward(q, k, v, cfg)
 torch.cuda.synchronize()
 print("case done")
 EOF

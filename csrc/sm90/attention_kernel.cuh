@@ -33,7 +33,12 @@ struct SharedTiles {
   __device__ uint64_t* v_full(int stage) const { return barriers() + 1 + Tile::kStages + stage; }
   __device__ uint64_t* empty(int stage) const { return barriers() + 1 + 2 * Tile::kStages + stage; }
   __device__ uint64_t* q_empty() const { return barriers() + 1 + 3 * Tile::kStages; }
-  __device__ int* work_slot() const { return reinterpret_cast<int*>(barriers() + Tile::kBarriers); }
+  // Two slots, used by alternate rounds: the index a consumer reads and the next one the producer writes never
+  // share an address (with one slot, compute-sanitizer racecheck reported that write-after-read as a hazard
+  // although the named barriers order it).
+  __device__ int* work_slot(int round) const {
+    return reinterpret_cast<int*>(barriers() + Tile::kBarriers) + (round & 1);
+  }
 };
 
 // One unit of work: 128 query rows of one (batch, head). Work index t runs query blocks fastest, so CTAs that
@@ -53,8 +58,8 @@ __device__ __forceinline__ int total_work(const AttentionArgs& args) {
 }
 
 // Work tiles past a persistent CTA's first: with Tile::kClaimsWork the producer claims them from a global
-// counter (zeroed per call) and hands each index to the consumers through shared memory, so a CTA that drew
-// light causal blocks takes the next one sooner. Otherwise CTAs stride by the grid size. The stride (and a
+// counter (zeroed per call) and hands each index to the consumers (produce), so a CTA that drew light causal
+// blocks takes the next one sooner. Otherwise CTAs stride by the grid size. The stride (and a
 // zig-zag order tried instead) left causal grids unbalanced whenever the grid size met the query blocks per
 // head badly: with 192-row tiles, D=64 causal 4K ran 1.4x and 16K 1.14x longer than with claimed tiles.
 template <class Tile>
@@ -86,10 +91,13 @@ __device__ __forceinline__ WorkTile work_tile(const AttentionArgs& args, int t) 
 }
 
 // The producer thread: for each work tile of this CTA, Q once (after every consumer released the previous Q),
-// then K and Vᵀ of every key tile into the stage ring. `it` counts key tiles across work tiles.
-// kClaimsWork: the tile's index goes to the consumers through shared memory, published by the Q barrier's
-// arrival (-1: no more work); tiles without keys (causal rows past the last key) arrive without a copy, and
-// their rows are still written. Otherwise both sides walk the same stride and skip such tiles' Q.
+// then K and Vᵀ of every key tile into the stage ring. `it` counts key tiles across work tiles; tiles without
+// keys (causal rows past the last key) load nothing, their consumers only write the rows.
+// kClaimsWork: the producer hands each tile's index (-1: no more work) to the consumers through shared memory
+// (work_slot), between two named barriers (published: kWorkFull; read by every consumer: kWorkFree). Otherwise
+// both sides walk the same stride.
+constexpr int kWorkFull = 14, kWorkFree = 15;  // named barriers; 1..kConsumers take turns on the tensor cores
+
 template <class Tile>
 __device__ __forceinline__ void load_key_tiles(const SharedTiles<Tile>& smem, const CUtensorMap* tm_k,
                                                const CUtensorMap* tm_v, const WorkTile& w, int& it) {
@@ -106,36 +114,24 @@ __device__ __forceinline__ void load_key_tiles(const SharedTiles<Tile>& smem, co
 template <class Tile>
 __device__ __forceinline__ void produce(const SharedTiles<Tile>& smem, const AttentionArgs& args,
                                         const CUtensorMap* tm_q, const CUtensorMap* tm_k, const CUtensorMap* tm_v) {
+  constexpr int kHandoff = 32 + 128 * Tile::kConsumers;  // this warp and every consumer thread
   int it = 0, q_round = 0;
-  if constexpr (Tile::kClaimsWork) {
-    for (int t = blockIdx.x;; ++q_round) {
-      mbarrier_wait(smem.q_empty(), (q_round & 1) ^ 1);  // also: every consumer has read the previous index
-      if (t >= total_work<Tile>(args)) {
-        *smem.work_slot() = -1;
-        mbarrier_arrive(smem.q_full());
-        return;
-      }
-      *smem.work_slot() = t;
-      const WorkTile w = work_tile<Tile>(args, t);
-      t = next_work<Tile>(args, t);  // claimed now: the atomic's round trip hides behind this tile's loads
-      if (w.n_tiles == 0) {
-        mbarrier_arrive(smem.q_full());
-        continue;
-      }
-      mbarrier_arrive_expect_tx(smem.q_full(), Tile::kQBytes);
-      tma_load_4d(smem.q(), tm_q, smem.q_full(), 0, w.m0, w.head, w.batch);
-      load_key_tiles(smem, tm_k, tm_v, w, it);
+  for (int t = blockIdx.x, round = 0;; ++round) {
+    const bool done = t >= total_work<Tile>(args);
+    if constexpr (Tile::kClaimsWork) {
+      if (round > 0) named_barrier_sync_one_thread(kWorkFree, kHandoff);
+      *smem.work_slot(round) = done ? -1 : t;
+      named_barrier_arrive_one_thread(kWorkFull, kHandoff);
     }
-  } else {
-    for (int t = blockIdx.x; t < total_work<Tile>(args); t = next_work<Tile>(args, t)) {
-      const WorkTile w = work_tile<Tile>(args, t);
-      if (w.n_tiles == 0) continue;
-      mbarrier_wait(smem.q_empty(), (q_round & 1) ^ 1);
-      mbarrier_arrive_expect_tx(smem.q_full(), Tile::kQBytes);
-      tma_load_4d(smem.q(), tm_q, smem.q_full(), 0, w.m0, w.head, w.batch);
-      load_key_tiles(smem, tm_k, tm_v, w, it);
-      ++q_round;
-    }
+    if (done) return;
+    const WorkTile w = work_tile<Tile>(args, t);
+    t = next_work<Tile>(args, t);  // claimed now: the atomic's round trip hides behind this tile's loads
+    if (w.n_tiles == 0) continue;
+    mbarrier_wait(smem.q_empty(), (q_round & 1) ^ 1);
+    mbarrier_arrive_expect_tx(smem.q_full(), Tile::kQBytes);
+    tma_load_4d(smem.q(), tm_q, smem.q_full(), 0, w.m0, w.head, w.batch);
+    load_key_tiles(smem, tm_k, tm_v, w, it);
+    ++q_round;
   }
 }
 
@@ -148,7 +144,7 @@ __device__ __forceinline__ void store_pair(void* row_ptr, int col, float x, floa
 }
 
 // One consumer warpgroup's share (64 rows) of one work tile. `it` counts key tiles consumed before this one,
-// `q_round` work tiles whose Q this warpgroup waited for (kClaimsWork: the caller did, for every tile).
+// `q_round` work tiles with keys (phases of the Q barriers).
 template <class Tile, bool kPerThread, bool kTwoLevel, bool kPingPong>
 __device__ __forceinline__ void consume_tile(const SharedTiles<Tile>& smem, const AttentionArgs& args, int consumer,
                                              const WorkTile& w, int it, int q_round) {
@@ -208,7 +204,7 @@ __device__ __forceinline__ void consume_tile(const SharedTiles<Tile>& smem, cons
   for (int i = 0; i < N / 2; ++i) s_acc[i] = 0;
   RowState state;
 
-  if (!Tile::kClaimsWork && n_tiles > 0) mbarrier_wait(smem.q_full(), q_round & 1);
+  if (n_tiles > 0) mbarrier_wait(smem.q_full(), q_round & 1);
 
   const uint64_t desc_q = make_smem_desc<Tile::kQKSwizzle>(smem_u32(smem.q() + 64 * consumer * D));
   // Stage and mbarrier phase of key tile j: unsigned, so % and / by the power-of-two stage count are a mask and
@@ -335,12 +331,12 @@ __device__ __forceinline__ void consume_tile(const SharedTiles<Tile>& smem, cons
   };
 
   if constexpr (kPingPong) {
-    // The consumer warpgroups take turns on the tensor cores: one issues Q·Kᵀ of tile j and P·V of tile
-    // j-1 while the others run their softmax; inside a warpgroup, where registers allow, the softmax of tile j
-    // overlaps its own P·V of j-1 (Q·Kᵀ issued first, so it retires first). Named barrier 1 + c means "consumer c may
-    // issue"; consumer 0 starts. Prologue and epilogue are peeled so the steady-state body has no branches around its wgmma
-    // waits (ptxas otherwise cannot prove which group a wait retires and inserts a full wait).
-    // Turns go round: consumer c waits on barrier 1 + c, then opens the next consumer's.
+    // The consumer warpgroups take turns on the tensor cores: one issues Q·Kᵀ of tile j and P·V of tile j-1
+    // while the others run their softmax; inside a warpgroup, where registers allow, the softmax of tile j
+    // overlaps its own P·V of j-1 (Q·Kᵀ issued first, so it retires first). Turns go round: named barrier
+    // 1 + c means "consumer c may issue", consumer c opens the next one's, consumer 0 starts. Prologue and
+    // epilogue are peeled so the steady-state body has no branches around its wgmma waits (ptxas otherwise
+    // cannot prove which group a wait retires and inserts a full wait).
     constexpr int kLast = Tile::kConsumers - 1;
     const int my_turn = 1 + consumer;
     const int other_turn = kLast == 1 ? 2 - consumer : 1 + (consumer == kLast ? 0 : consumer + 1);
@@ -403,8 +399,8 @@ __device__ __forceinline__ void consume_tile(const SharedTiles<Tile>& smem, cons
       finish_pv(j);
     }
   }
-  // Every Q·Kᵀ of this warp has completed (and the work index was read): the producer may load the next Q.
-  if (Tile::kClaimsWork || n_tiles > 0) {
+  // Every Q·Kᵀ of this warp has completed: the producer may load the next Q.
+  if (n_tiles > 0) {
     __syncwarp();
     if (lane == 0) mbarrier_arrive(smem.q_empty());
   }
@@ -473,25 +469,22 @@ __global__ void __launch_bounds__(AttentionTile<kHeadDim>::kThreads, 1)
   } else {
     setmaxnreg_inc<Tile::kConsumerRegs>();
     int it = 0, q_round = 0;
-    if constexpr (Tile::kClaimsWork) {
-      for (;; ++q_round) {
-        mbarrier_wait(smem.q_full(), q_round & 1);
-        // Every lane read the same index; a warp reduction (REDUX, into a uniform register) lets ptxas keep it
+    for (int t = blockIdx.x, round = 0;; t += Tile::kClaimsWork ? 0 : gridDim.x, ++round) {
+      if constexpr (Tile::kClaimsWork) {  // the producer's index
+        constexpr int kHandoff = 32 + 128 * Tile::kConsumers;
+        named_barrier_sync(kWorkFull, kHandoff);
+        // Every lane reads the same index; a warp reduction (REDUX, into a uniform register) lets ptxas keep it
         // and what it decodes to (head, rows, tile count) in uniform registers, as it does for blockIdx.x.
-        const int t = static_cast<int>(__reduce_or_sync(
-            0xffffffffu, static_cast<unsigned>(*reinterpret_cast<volatile int*>(smem.work_slot()))));
+        t = static_cast<int>(__reduce_or_sync(0xffffffffu, static_cast<unsigned>(*smem.work_slot(round))));
         if (t < 0) break;
-        const WorkTile w = work_tile<Tile>(args, t);
-        consume_tile<Tile, kPerThread, kTwoLevel, kPingPong>(smem, args, warpgroup - 1, w, it, q_round);
-        it += w.n_tiles;
+        named_barrier_arrive(kWorkFree, kHandoff);
+      } else if (t >= total_work<Tile>(args)) {
+        break;
       }
-    } else {
-      for (int t = blockIdx.x; t < total_work<Tile>(args); t = next_work<Tile>(args, t)) {
-        const WorkTile w = work_tile<Tile>(args, t);
-        consume_tile<Tile, kPerThread, kTwoLevel, kPingPong>(smem, args, warpgroup - 1, w, it, q_round);
-        it += w.n_tiles;
-        q_round += w.n_tiles > 0;
-      }
+      const WorkTile w = work_tile<Tile>(args, t);
+      consume_tile<Tile, kPerThread, kTwoLevel, kPingPong>(smem, args, warpgroup - 1, w, it, q_round);
+      it += w.n_tiles;
+      q_round += w.n_tiles > 0;
     }
   }
 }

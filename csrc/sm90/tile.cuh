@@ -45,7 +45,7 @@ struct AttentionTile {
   static constexpr int kVOffset = kKOffset + kStages * kKBytes;
   static constexpr int kBarrierOffset = kVOffset + kStages * kVBytes;
   static constexpr int kBarriers = 2 + 3 * kStages;    // q_full, k_full[], v_full[], empty[], q_empty
-  // + the work index slot, + slack to align the base
+  // + the two work index slots (8 bytes), + slack to align the base
   static constexpr int kSmemBytes = kBarrierOffset + (kBarriers + 1) * 8 + 1024;
   static_assert(kKBytes % 1024 == 0 && kVBytes % 1024 == 0 && kQBytes % 1024 == 0, "swizzle-atom aligned tiles");
 };

@@ -43,4 +43,14 @@ __device__ __forceinline__ void named_barrier_arrive(int id, int threads) {
   asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
 }
 
+// The same from one thread of a warp whose other threads have exited (non-aligned forms: the warp counts as
+// arrived once its non-exited threads have).
+__device__ __forceinline__ void named_barrier_sync_one_thread(int id, int threads) {
+  asm volatile("barrier.cta.sync %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
+}
+
+__device__ __forceinline__ void named_barrier_arrive_one_thread(int id, int threads) {
+  asm volatile("barrier.cta.arrive %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
+}
+
 }  // namespace sageattn::sm90
