@@ -41,7 +41,7 @@ struct SharedTiles {
   }
 };
 
-// One unit of work: 128 query rows of one (batch, head). Work index t runs query blocks fastest, so CTAs that
+// One unit of work: Tile::kBlockM query rows (64 per consumer warpgroup) of one (batch, head). Work index t runs query blocks fastest, so CTAs that
 // run at the same time share one head's K and V in L2; causal blocks run heaviest first within a head.
 struct WorkTile {
   int m0, head, kv_head, batch, n_tiles;
@@ -97,6 +97,8 @@ __device__ __forceinline__ WorkTile work_tile(const AttentionArgs& args, int t) 
 // (work_slot), between two named barriers (published: kWorkFull; read by every consumer: kWorkFree). Otherwise
 // both sides walk the same stride.
 constexpr int kWorkFull = 14, kWorkFree = 15;  // named barriers; 1..kConsumers take turns on the tensor cores
+template <class Tile>
+constexpr int kHandoffThreads = 32 + 128 * Tile::kConsumers;  // the producer's warp and every consumer thread
 
 template <class Tile>
 __device__ __forceinline__ void load_key_tiles(const SharedTiles<Tile>& smem, const CUtensorMap* tm_k,
@@ -114,7 +116,7 @@ __device__ __forceinline__ void load_key_tiles(const SharedTiles<Tile>& smem, co
 template <class Tile>
 __device__ __forceinline__ void produce(const SharedTiles<Tile>& smem, const AttentionArgs& args,
                                         const CUtensorMap* tm_q, const CUtensorMap* tm_k, const CUtensorMap* tm_v) {
-  constexpr int kHandoff = 32 + 128 * Tile::kConsumers;  // this warp and every consumer thread
+  constexpr int kHandoff = kHandoffThreads<Tile>;
   int it = 0, q_round = 0;
   for (int t = blockIdx.x, round = 0;; ++round) {
     const bool done = t >= total_work<Tile>(args);
@@ -205,7 +207,6 @@ __device__ __forceinline__ void consume_tile(const SharedTiles<Tile>& smem, cons
   RowState state;
 
   if (n_tiles > 0) mbarrier_wait(smem.q_full(), q_round & 1);
-
   const uint64_t desc_q = make_smem_desc<Tile::kQKSwizzle>(smem_u32(smem.q() + 64 * consumer * D));
   // Stage and mbarrier phase of key tile j: unsigned, so % and / by the power-of-two stage count are a mask and
   // a shift; descriptors of a stage are the stage-0 descriptor advanced by whole tiles (no 64-bit rebuilds).
@@ -244,11 +245,9 @@ __device__ __forceinline__ void consume_tile(const SharedTiles<Tile>& smem, cons
     }
   };
   load_k_scales(0);
-  // Whether the K and Vᵀ the next turn issues (K of j+1, Vᵀ of j) have landed, asked before the softmax of j so
-  // the probe's round trip hides behind it; the turn then skips its blocking waits (ncu: those two waits were
-  // ~4% of the consumers' stall samples, though the producer runs ahead).
-  // Both probes run unconditionally and are combined without a branch, at the top of the softmax's basic block,
-  // so ptxas can defer the use of their answers to the block's end.
+  // Whether the K and Vᵀ the next turn issues (K of j+1, Vᵀ of j) have landed, asked at the top of the softmax
+  // of j (both probes, combined without a branch) so the round trip hides behind it; the turn then skips its
+  // blocking waits (ncu: those waits were ~4% of the consumers' stall samples though the producer runs ahead).
   bool next_ready = false;
   auto probe_next = [&](int j) {
     const int jk = min(j + 1, n_tiles - 1);  // past the last tile: K of j, long since landed
@@ -269,8 +268,8 @@ __device__ __forceinline__ void consume_tile(const SharedTiles<Tile>& smem, cons
       for (int i = 0; i < D / 2; ++i) o[i] = fmaf(o[i], (i / 2) % 2 ? f1 : f0, partial[i]);
     }
   };
-  // After S of tile j has landed: dequantize, mask, online softmax into p_tile. kFoldFirst: fold the previous
-  // tile's P·V first; kPack: pack P into the P·V operand registers (free only once the previous P·V retired).
+  // After S of tile j has landed: dequantize, mask, online softmax into p_tile. fold_first: fold the previous
+  // tile's P·V first; pack: pack P into the P·V operand registers (free only once the previous P·V retired).
   // Both are inside each branch, so ptxas interleaves their FFMAs and conversions with the exponentials, whose
   // issue has idle slots (ncu: fixed-latency waits are a third of the softmax's stall samples).
   auto softmax = [&](int j, auto fold_first, auto pack) {
@@ -471,7 +470,7 @@ __global__ void __launch_bounds__(AttentionTile<kHeadDim>::kThreads, 1)
     int it = 0, q_round = 0;
     for (int t = blockIdx.x, round = 0;; t += Tile::kClaimsWork ? 0 : gridDim.x, ++round) {
       if constexpr (Tile::kClaimsWork) {  // the producer's index
-        constexpr int kHandoff = 32 + 128 * Tile::kConsumers;
+        constexpr int kHandoff = kHandoffThreads<Tile>;
         named_barrier_sync(kWorkFull, kHandoff);
         // Every lane reads the same index; a warp reduction (REDUX, into a uniform register) lets ptxas keep it
         // and what it decodes to (head, rows, tile count) in uniform registers, as it does for blockIdx.x.
