@@ -41,8 +41,9 @@ struct SharedTiles {
   }
 };
 
-// One unit of work: Tile::kBlockM query rows (64 per consumer warpgroup) of one (batch, head). Work index t runs query blocks fastest, so CTAs that
-// run at the same time share one head's K and V in L2; causal blocks run heaviest first within a head.
+// One unit of work: Tile::kBlockM query rows (64 per consumer warpgroup) of one (batch, head). Work index t runs
+// query blocks fastest, so CTAs that run at the same time share one head's K and V in L2; causal blocks run
+// heaviest first within a head.
 struct WorkTile {
   int m0, head, kv_head, batch, n_tiles;
 };

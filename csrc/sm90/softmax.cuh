@@ -103,7 +103,9 @@ __device__ __forceinline__ void online_softmax(const int32_t (&acc)[kN / 2], con
       for (int g = 0; g < kGroups; ++g) {
         int group_max = INT32_MIN;
 #pragma unroll
-        for (int b = 8 * g; b < 8 * g + 8; ++b) group_max = max(group_max, max(acc[4 * b + 2 * r], acc[4 * b + 2 * r + 1]));
+        for (int b = 8 * g; b < 8 * g + 8; ++b) {
+          group_max = max(group_max, max(acc[4 * b + 2 * r], acc[4 * b + 2 * r + 1]));
+        }
         tile_max = fmaxf(tile_max, small_int_to_float(group_max) * scale[g]);
       }
     }

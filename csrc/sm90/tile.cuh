@@ -9,12 +9,9 @@ template <int kHeadDim_>
 struct AttentionTile {
   static constexpr int kHeadDim = kHeadDim_;
   static_assert(kHeadDim == 64 || kHeadDim == 128, "head dims 64 and 128");
-#ifndef SAGEATTN_SM90_D64_CONSUMERS
-#define SAGEATTN_SM90_D64_CONSUMERS 3
-#endif
   // Consumer warpgroups, 64 query rows each. The consumers are latency-bound in their softmax (one warp per
   // scheduler each), so more of them hide more latency; registers allow three at D=64 (160 each), two at D=128.
-  static constexpr int kConsumers = kHeadDim == 64 ? SAGEATTN_SM90_D64_CONSUMERS : 2;
+  static constexpr int kConsumers = kHeadDim == 64 ? 3 : 2;
   static constexpr int kBlockM = 64 * kConsumers;      // query rows per CTA
   // Persistent CTAs claim work tiles from a global counter (attention_kernel.cuh next_work). Measured for the
   // three-consumer tiles (D=64: causal up to 1.4x faster than a fixed stride); with two consumers (D=128) the

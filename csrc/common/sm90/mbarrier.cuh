@@ -25,19 +25,16 @@ __device__ __forceinline__ void mbarrier_arrive_expect_tx(uint64_t* bar, uint32_
                : "memory");
 }
 
+// The phase test both probes share, as PTX: %0 = 1 once the phase with parity %2 of the barrier at %1 has
+// completed. `op` is try_wait (may suspend the thread a while before answering no) or test_wait (answers now).
+#define SAGEATTN_MBARRIER_PHASE_TEST(op) \
+  "{\n.reg .pred p;\nmbarrier." op ".parity.shared::cta.b64 p, [%1], %2;\nselp.u32 %0, 1, 0, p;\n}\n"
+
 // True once the phase with parity `parity` has completed (a fresh barrier counts its "previous" phase,
 // parity 1, as complete, which lets producers pass their first wait on empty stages).
 __device__ __forceinline__ bool mbarrier_try_wait(uint64_t* bar, uint32_t parity) {
   uint32_t done;
-  asm volatile(
-      "{\n"
-      ".reg .pred p;\n"
-      "mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n"
-      "selp.u32 %0, 1, 0, p;\n"
-      "}\n"
-      : "=r"(done)
-      : "r"(smem_u32(bar)), "r"(parity)
-      : "memory");
+  asm volatile(SAGEATTN_MBARRIER_PHASE_TEST("try_wait") : "=r"(done) : "r"(smem_u32(bar)), "r"(parity) : "memory");
   return done != 0;
 }
 
@@ -45,15 +42,7 @@ __device__ __forceinline__ bool mbarrier_try_wait(uint64_t* bar, uint32_t parity
 // so a caller that asks well before it needs the data hides that latency (and waits only when told "not yet").
 __device__ __forceinline__ bool mbarrier_test_wait(uint64_t* bar, uint32_t parity) {
   uint32_t done;
-  asm volatile(
-      "{\n"
-      ".reg .pred p;\n"
-      "mbarrier.test_wait.parity.shared::cta.b64 p, [%1], %2;\n"
-      "selp.u32 %0, 1, 0, p;\n"
-      "}\n"
-      : "=r"(done)
-      : "r"(smem_u32(bar)), "r"(parity)
-      : "memory");
+  asm volatile(SAGEATTN_MBARRIER_PHASE_TEST("test_wait") : "=r"(done) : "r"(smem_u32(bar)), "r"(parity) : "memory");
   return done != 0;
 }
 
