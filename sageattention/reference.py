@@ -7,7 +7,9 @@ Runs on CPU and GPU. Tensors are HND views ``[B, H, L, D]`` (any strides); ``cfg
 2. Q, K' to INT8 with the granularity of ``cfg.qk_quant_gran`` (``quant/spec.py``); Q's scale absorbs
    ``sm_scale * log2(e)`` so the logits come out in base 2: ``S = (Q8 · K8ᵀ) * sq * sk``.
 3. Online softmax over key tiles of ``key_tile`` keys (64, the kernels' tile): running max ``m``,
-   ``p = exp2(S - m)``, row sum ``l`` of the fp32 ``p``.
+   ``p = exp2(S - m)``, row sum ``l`` of the fp32 ``p`` (``row_sum="p"``), or with ``row_sum="pv_operand"`` of P
+   as step 4 rounds it for P·V, divided by its scale (the sm90 kernel's two-level mode sums P on the tensor
+   cores, beside P·V: numerator and denominator then weigh every key alike).
 4. P·V per tile:
    * ``pv="fp16"``: P rounded to V's 16-bit type, products summed in fp32; ``pv_accum_dtype`` "fp32" keeps
      the accumulator fp32, "fp16+fp32" rounds each tile's partial sum to fp16 before adding it to fp32, "fp16"
@@ -81,8 +83,11 @@ def attention(
     *,
     key_tile: int = KEY_TILE,
     warp_rows: int = 32,
+    row_sum: str = "p",
 ) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
     """Quantized attention. Returns ``(o [B, Hq, Lq, Dv] in q.dtype, lse [B, Hq, Lq] fp32 or None)``."""
+    if row_sum not in ("p", "pv_operand"):
+        raise ValueError(f"row_sum is 'p' or 'pv_operand'; got {row_sum!r}")
     b, hq, lq, d = q.shape
     hkv, lk, dv = k.shape[1], k.shape[2], v.shape[3]
     g = hq // hkv
@@ -138,11 +143,12 @@ def attention(
                 m_use = torch.where(torch.isinf(m_new), torch.zeros_like(m_new), m_new)
                 alpha = torch.exp2(m - m_use)
                 p = torch.exp2(s - m_use[..., None])
-                l = l * alpha + p.sum(dim=-1)
                 if fp8:
                     p_in = (p * p_scale).to(torch.float8_e4m3fn).float()
                 else:
                     p_in = p.to(v.dtype).float()
+                tile_sum = p.sum(dim=-1) if row_sum == "p" else p_in.sum(dim=-1) / (p_scale if fp8 else 1.0)
+                l = l * alpha + tile_sum
                 partial = p_in @ v5[:, :, :, j0:j1]
                 if tile_partial_fp16:
                     partial = partial.half().float()

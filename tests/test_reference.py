@@ -258,3 +258,20 @@ def test_long_sequence_memory_stays_bounded():
     assert res.returncode == 0, res.stderr
     peak_mb = int(res.stdout.strip().splitlines()[-1])
     assert peak_mb < 2048, f"peak RSS {peak_mb} MiB"
+
+
+@pytest.mark.parametrize("k_bias", [0.0, 10.0])
+def test_row_sum_of_rounded_p_is_as_accurate(seed, k_bias):
+    """row_sum="pv_operand" (the sm90 two-level kernel's denominator: the e4m3 P codes P·V used, summed on the
+    tensor cores) is a different function from the fp32 sum of p, and no less accurate against fp32 attention."""
+    q, k, v = make_qkv(1, 4, 4, 1000, 1000, 128, k_bias=k_bias)
+    cfg = _cfg(128, pv="fp8", pv_accum_dtype="fp32+fp32", qk_quant_gran="per_thread", return_lse=True)
+    exact, _ = reference.exact_attention(q, k, v)
+    by_p, lse_p = reference.attention(q, k, v, cfg, key_tile=128, warp_rows=16)
+    by_codes, lse_codes = reference.attention(q, k, v, cfg, key_tile=128, warp_rows=16, row_sum="pv_operand")
+    assert not torch.equal(by_p, by_codes)
+    assert rel_l1(by_codes, exact) <= rel_l1(by_p, exact) + 1e-3
+    assert cosine(by_codes, exact) >= cosine(by_p, exact) - 1e-5
+    assert float((lse_p - lse_codes).abs().max()) < 0.02  # log of a sum that moved by e4m3 rounding only
+    with pytest.raises(ValueError, match="row_sum"):
+        reference.attention(q, k, v, cfg, row_sum="fp8")

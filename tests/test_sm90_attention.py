@@ -2,7 +2,7 @@
 
 Semantics: reference.attention with warp_rows=16 (each warp of a 64-row consumer warpgroup owns 16 query rows) and
 key_tile=128 (ops/sm90.KEY_TILE: the online softmax's tile, which decides the running max each P is scaled by),
-pv "fp8". Kernel vs reference: differences come from exp2.approx, P formed as exp2(s - m + log2 448)
+pv "fp8", and row_sum by ops/sm90.ROW_SUM ("fp32+fp32" sums the e4m3 P on the tensor cores). Kernel vs reference: differences come from exp2.approx, P formed as exp2(s - m + log2 448)
 instead of exp2(s - m) * 448, fp32 summation order and the tensor core's FP8 accumulation, so an e4m3 P code flips
 only when one of those lands across a rounding boundary. Kernel vs fp32: the kernel may lose at most what
 reference.py loses on the same inputs, plus that same small slack.
@@ -20,7 +20,7 @@ import torch
 
 from sageattention import reference, sageattn, sageattn_qk_int8_pv_fp8_cuda_sm90
 from sageattention.config import AttentionConfig, default_sm_scale
-from sageattention.ops.sm90 import KEY_TILE
+from sageattention.ops.sm90 import KEY_TILE, ROW_SUM
 
 from helpers import cosine, make_qkv, rel_l1
 from test_cuda_support import Metrics, poison_allocator, random_case
@@ -78,11 +78,12 @@ def _reference(q, k, v, cfg):
     order than torch, and a last-bit difference can move a K code: real, but not what these tests look for)."""
     from sageattention.ops import quant
 
+    row_sum = ROW_SUM[cfg.pv_accum_dtype]
     if not cfg.smooth_k:
-        return reference.attention(q, k, v, cfg, warp_rows=WARP_ROWS, key_tile=KEY_TILE)
+        return reference.attention(q, k, v, cfg, warp_rows=WARP_ROWS, key_tile=KEY_TILE, row_sum=row_sum)
     k_mean = quant.seq_mean(k)
     o, lse = reference.attention(q, k.float() - k_mean[:, :, None], v, dataclasses.replace(cfg, smooth_k=False),
-                                 warp_rows=WARP_ROWS, key_tile=KEY_TILE)
+                                 warp_rows=WARP_ROWS, key_tile=KEY_TILE, row_sum=row_sum)
     return o, (quant.finish_lse(lse, q, k_mean, cfg) if lse is not None else None)
 
 

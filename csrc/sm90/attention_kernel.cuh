@@ -17,6 +17,11 @@
 #include "sm90/softmax.cuh"
 #include "sm90/tile.cuh"
 
+// Row sums of P on the tensor cores in two-level kernels (kTensorRowSum); 0 restores the softmax's FADDs (A/B).
+#ifndef SAGEATTN_SM90_TENSOR_ROW_SUM
+#define SAGEATTN_SM90_TENSOR_ROW_SUM 1
+#endif
+
 namespace sageattn::sm90 {
 
 template <class Tile>
@@ -26,7 +31,8 @@ struct SharedTiles {
       : base(reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(raw) + 1023) & ~uintptr_t{1023})) {}
   __device__ uint8_t* q() const { return base + Tile::kQOffset; }
   __device__ uint8_t* k(int stage) const { return base + Tile::kKOffset + stage * Tile::kKBytes; }
-  __device__ uint8_t* v(int stage) const { return base + Tile::kVOffset + stage * Tile::kVBytes; }
+  __device__ uint8_t* v(int stage) const { return base + Tile::kVOffset + stage * Tile::kVStageBytes; }
+  __device__ uint8_t* v_ones(int stage) const { return v(stage) + Tile::kVBytes; }  // the row-sum rows
   __device__ uint64_t* barriers() const { return reinterpret_cast<uint64_t*>(base + Tile::kBarrierOffset); }
   __device__ uint64_t* q_full() const { return barriers(); }
   __device__ uint64_t* k_full(int stage) const { return barriers() + 1 + stage; }
@@ -154,7 +160,9 @@ __device__ __forceinline__ void consume_tile(const SharedTiles<Tile>& smem, cons
   constexpr int D = Tile::kHeadDim, N = Tile::kBlockN, kGroups = Tile::kKScaleGroups;
   const int m0 = w.m0, head = w.head, kv_head = w.kv_head, batch = w.batch, n_tiles = w.n_tiles;
   static_assert(127 * 127 * D < (1 << 22), "Q·Kᵀ sums must fit small_int_to_float");
-  const int warp = (threadIdx.x / 32) % 4;
+  // Read from lane 0: ptxas then knows it is warp-uniform, and so are the rows, the masked-tile test and the
+  // stage arithmetic that follow from it (uniform registers and branches, no divergence handling in the loop).
+  const int warp = __shfl_sync(0xffffffffu, static_cast<int>(threadIdx.x / 32) % 4, 0);
   const int lane = threadIdx.x % 32;
   const int row_base = m0 + 64 * consumer + 16 * warp;  // first of this warp's 16 rows
   auto row_of = [&](int r) { return row_base + lane / 4 + 8 * r; };  // the thread's two rows
@@ -194,15 +202,23 @@ __device__ __forceinline__ void consume_tile(const SharedTiles<Tile>& smem, cons
   // sum live through it: only with 240 registers.
   constexpr bool kSoftmaxOverPV = kPingPong && (!kTwoLevel || D == 64) && Tile::kConsumerRegs >= 240;
   constexpr bool kFoldInSoftmax = Tile::kConsumerRegs >= 240;
+  // Two-level: each tile's row sums of P come from the tensor cores, in the P·V partial's last 8 columns (the
+  // ones rows under Vᵀ), and are folded with it; the single-level accumulator would carry them across all
+  // tiles in the FP8 wgmma's reduced precision, which drifted past 2.5% at 4K keys (NOTES v4), so it keeps
+  // the FADDs.
+  constexpr bool kTensorRowSum = kTwoLevel && SAGEATTN_SM90_TENSOR_ROW_SUM;
+  constexpr int kPartial = kTensorRowSum ? (D + Tile::kSumRows) / 2 : D / 2;
   float o[D / 2];
-  float partial[D / 2];
+  float partial[kPartial];
   int32_t s_acc[N / 2];
   float p_tile[N / 2];
   uint32_t p[N / 32][4];
   float rescale[2] = {1.f, 1.f};       // of the tile whose softmax ran last
   float rescale_prev[2] = {1.f, 1.f};  // of the tile whose P·V is in flight
 #pragma unroll
-  for (int i = 0; i < D / 2; ++i) o[i] = partial[i] = 0.f;
+  for (int i = 0; i < D / 2; ++i) o[i] = 0.f;
+#pragma unroll
+  for (int i = 0; i < kPartial; ++i) partial[i] = 0.f;
 #pragma unroll
   for (int i = 0; i < N / 2; ++i) s_acc[i] = 0;
   RowState state;
@@ -252,8 +268,8 @@ __device__ __forceinline__ void consume_tile(const SharedTiles<Tile>& smem, cons
   bool next_ready = false;
   auto probe_next = [&](int j) {
     const int jk = min(j + 1, n_tiles - 1);  // past the last tile: K of j, long since landed
-    next_ready = mbarrier_test_wait(smem.v_full(stage_of(j)), parity_of(j)) &
-                 mbarrier_test_wait(smem.k_full(stage_of(jk)), parity_of(jk));
+    next_ready = __all_sync(0xffffffffu, mbarrier_test_wait(smem.v_full(stage_of(j)), parity_of(j)) &
+                                             mbarrier_test_wait(smem.k_full(stage_of(jk)), parity_of(jk)));
   };
   // "fp32+fp32": o = o * factor + the partial sum of the tile whose P·V just landed. Unconditional (no vote
   // to skip factors of 1), so it can sit in one basic block with the softmax and fill its latency gaps.
@@ -267,6 +283,10 @@ __device__ __forceinline__ void consume_tile(const SharedTiles<Tile>& smem, cons
       const float f1 = kPrev ? rescale_prev[1] : rescale[1];
 #pragma unroll
       for (int i = 0; i < D / 2; ++i) o[i] = fmaf(o[i], (i / 2) % 2 ? f1 : f0, partial[i]);
+      if constexpr (kTensorRowSum) {  // column D of the partial: row r's sum; D + 2 (register D/2 + 2): row r + 8
+        state.sum[0] = fmaf(state.sum[0], f0, partial[D / 2]);
+        state.sum[1] = fmaf(state.sum[1], f1, partial[D / 2 + 2]);
+      }
     }
   };
   // After S of tile j has landed: dequantize, mask, online softmax into p_tile. fold_first: fold the previous
@@ -287,13 +307,13 @@ __device__ __forceinline__ void consume_tile(const SharedTiles<Tile>& smem, cons
       if constexpr (decltype(fold_first)::value) fold();
       int key_limit[2];
       key_limits(key_limit);
-      online_softmax<N, true>(s_acc, scale, key0, lane, key_limit, state, rescale, p_tile);
+      online_softmax<N, true, !kTensorRowSum>(s_acc, scale, key0, lane, key_limit, state, rescale, p_tile);
       if constexpr (decltype(pack)::value) pack_p_fragments<N>(p_tile, p);
     } else {
       if constexpr (kProbe) probe_next(j);
       if constexpr (decltype(fold_first)::value) fold();
       const int no_limit[2] = {0, 0};  // unmasked tiles read no limit
-      online_softmax<N, false>(s_acc, scale, key0, lane, no_limit, state, rescale, p_tile);
+      online_softmax<N, false, !kTensorRowSum>(s_acc, scale, key0, lane, no_limit, state, rescale, p_tile);
       if constexpr (decltype(pack)::value) pack_p_fragments<N>(p_tile, p);
     }
   };
@@ -303,19 +323,26 @@ __device__ __forceinline__ void consume_tile(const SharedTiles<Tile>& smem, cons
   auto issue_pv = [&](int j, bool ready) {
     if constexpr (!kTwoLevel) rescale_output(rescale_prev);
     if (!ready) mbarrier_wait(smem.v_full(stage_of(j)), parity_of(j));
-    const uint64_t desc_v = desc_advance(desc_v0, stage_of(j) * Tile::kVBytes);
+    const uint64_t desc_v = desc_advance(desc_v0, stage_of(j) * Tile::kVStageBytes);
     wgmma_fence();
-    float(&acc)[D / 2] = kTwoLevel ? partial : o;
 #pragma unroll
     for (int kk = 0; kk < N / 32; ++kk) {
-      WgmmaE4m3<D>::rs(acc, p[kk], desc_advance(desc_v, 32 * kk), kTwoLevel ? kk > 0 : 1);
+      if constexpr (kTwoLevel) {
+        WgmmaE4m3<2 * kPartial>::rs(partial, p[kk], desc_advance(desc_v, 32 * kk), kk > 0);
+      } else {
+        WgmmaE4m3<D>::rs(o, p[kk], desc_advance(desc_v, 32 * kk), 1);
+      }
     }
     wgmma_commit();
   };
   // After P·V of tile j has landed: free its stage.
   auto release_pv = [&](int j) {
     fence_registers(p);  // the wgmma read P from these registers until now: keep them from being reused
-    fence_registers(kTwoLevel ? partial : o);
+    if constexpr (kTwoLevel) {
+      fence_registers(partial);
+    } else {
+      fence_registers(o);
+    }
     __syncwarp();
     if (lane == 0) mbarrier_arrive(smem.empty(stage_of(j)));  // this warp is done with K and Vᵀ of the stage
   };
@@ -413,7 +440,8 @@ __device__ __forceinline__ void consume_tile(const SharedTiles<Tile>& smem, cons
                       (int64_t(batch) * args.out_stride_b + int64_t(head) * args.out_stride_h) * 2;
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
-    const float sum = quad_sum(state.sum[r]);
+    // tensor-core sums: every lane of the quad holds the whole row's (its ones columns are alike)
+    const float sum = kTensorRowSum ? state.sum[r] : quad_sum(state.sum[r]);
     const float inv = sum > 0.f ? 1.f / sum : 0.f;
     const int row = row_of(r);
     if (row >= args.len_q) continue;
@@ -458,6 +486,13 @@ __global__ void __launch_bounds__(AttentionTile<kHeadDim>::kThreads, 1)
       mbarrier_init(smem.empty(s), 4 * Tile::kConsumers);
     }
     mbarrier_init_fence();
+  }
+  if constexpr (kTwoLevel && SAGEATTN_SM90_TENSOR_ROW_SUM) {  // the ones rows under every Vᵀ stage
+    constexpr int kWords = Tile::kSumRows * Tile::kBlockN / 4;
+    for (int i = threadIdx.x; i < Tile::kStages * kWords; i += Tile::kThreads) {
+      reinterpret_cast<uint32_t*>(smem.v_ones(i / kWords))[i % kWords] = 0x38383838u;  // e4m3 1.0 (any swizzle)
+    }
+    fence_proxy_async_shared();  // written through the generic proxy, read by wgmma
   }
   __syncthreads();
 

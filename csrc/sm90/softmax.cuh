@@ -67,7 +67,7 @@ __device__ __forceinline__ bool fast_exponent_is_safe(float scale) {
 }
 
 // Online softmax of one tile: folds the integer scores `acc` (dequantized by scale[group]: Q's scale x K's)
-// into `state`, returns each row's rescale factor for the earlier accumulation and writes p * 448 =
+// into `state` (its row sums only with kRowSums: else the tensor cores sum P), returns each row's rescale factor for the earlier accumulation and writes p * 448 =
 // exp2(s - m + log2 448) into `p`. kMasked: keys past key_limit[r] (last visible key of row r; key0 is the
 // tile's first key) are hidden. A row that has seen no key keeps max -inf, gets p = 0 and factor 0, never
 // NaN (reference.py step 3).
@@ -79,7 +79,7 @@ __device__ __forceinline__ bool fast_exponent_is_safe(float scale) {
 // and the int -> float conversion, dequantization and max subtraction are one FFMA on the magic-biased bits:
 // (bits - M) * scale - shift = bits * scale + c with c = -(M * scale) - shift, c rounded once (callers send
 // a tile here only when fast_exponent_is_safe).
-template <int kN, bool kMasked>
+template <int kN, bool kMasked, bool kRowSums = true>
 __device__ __forceinline__ void online_softmax(const int32_t (&acc)[kN / 2], const float (&scale)[kN / 64],
                                                int key0, int lane, const int (&key_limit)[2], RowState& state,
                                                float (&rescale)[2], float (&p)[kN / 2]) {
@@ -121,7 +121,7 @@ __device__ __forceinline__ void online_softmax(const int32_t (&acc)[kN / 2], con
         for (int e = 0; e < 2; ++e) {
           float& x = p[4 * b + 2 * r + e];
           x = fast_exp2(x - shift);
-          sums[(2 * b + e) % 4] += x;
+          if constexpr (kRowSums) sums[(2 * b + e) % 4] += x;
         }
       }
     } else {
@@ -134,12 +134,12 @@ __device__ __forceinline__ void online_softmax(const int32_t (&acc)[kN / 2], con
           for (int e = 0; e < 2; ++e) {
             const int i = 4 * b + 2 * r + e;
             p[i] = fast_exp2(fmaf(__int_as_float(acc[i] + kMagicBits), scale[g], c));
-            sums[(2 * b + e) % 4] += p[i];
+            if constexpr (kRowSums) sums[(2 * b + e) % 4] += p[i];
           }
         }
       }
     }
-    state.sum[r] = state.sum[r] * rescale[r] + ((sums[0] + sums[1]) + (sums[2] + sums[3]));
+    if constexpr (kRowSums) state.sum[r] = state.sum[r] * rescale[r] + ((sums[0] + sums[1]) + (sums[2] + sums[3]));
     state.max[r] = new_max;
   }
 }

@@ -35,16 +35,21 @@ struct AttentionTile {
   static_assert(kVSwizzle <= 128 && kQKSwizzle <= 128, "a TMA box row must fit the swizzle span");
   static constexpr int kQBytes = kBlockM * kHeadDim;
   static constexpr int kKBytes = kBlockN * kHeadDim;
-  static constexpr int kVBytes = kHeadDim * kBlockN;
+  static constexpr int kVBytes = kHeadDim * kBlockN;  // what TMA writes into a Vᵀ stage
+  // Each Vᵀ stage carries 8 more rows, of e4m3 ones, below its kHeadDim value rows (written once per CTA, never
+  // by TMA): a P·V wgmma of N = kHeadDim + 8 then adds each row's sum of P beside P·V, and the softmax's
+  // per-score FADD for the row sum goes away (two-level kernels; attention_kernel.cuh kTensorRowSum).
+  static constexpr int kSumRows = 8;
+  static constexpr int kVStageBytes = (kHeadDim + kSumRows) * kBlockN;
   // Offsets from a 1024-byte aligned base (the 128-byte swizzle repeats every 1024 bytes).
   static constexpr int kQOffset = 0;
   static constexpr int kKOffset = kQOffset + kQBytes;
   static constexpr int kVOffset = kKOffset + kStages * kKBytes;
-  static constexpr int kBarrierOffset = kVOffset + kStages * kVBytes;
+  static constexpr int kBarrierOffset = kVOffset + kStages * kVStageBytes;
   static constexpr int kBarriers = 2 + 3 * kStages;    // q_full, k_full[], v_full[], empty[], q_empty
   // + the two work index slots (8 bytes), + slack to align the base
   static constexpr int kSmemBytes = kBarrierOffset + (kBarriers + 1) * 8 + 1024;
-  static_assert(kKBytes % 1024 == 0 && kVBytes % 1024 == 0 && kQBytes % 1024 == 0, "swizzle-atom aligned tiles");
+  static_assert(kKBytes % 1024 == 0 && kVStageBytes % 1024 == 0 && kQBytes % 1024 == 0, "swizzle-atom aligned tiles");
 };
 
 }  // namespace sageattn::sm90

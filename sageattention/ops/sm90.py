@@ -25,6 +25,9 @@ head_dims = (64, 128)
 ACCUM_MODES = ("fp32+fp32", "fp32")
 WARP_ROWS = 16  # Q scale group: one warp's rows of a 64-row consumer warpgroup
 KEY_TILE = 128  # keys per online-softmax step (csrc/sm90/tile.cuh kBlockN): reference.attention(key_tile=...)
+# reference.attention(row_sum=...) per accumulation: two-level kernels sum the e4m3 P on the tensor cores, beside
+# P·V (attention_kernel.cuh kTensorRowSum); single level sums the fp32 p in registers.
+ROW_SUM = {"fp32+fp32": "pv_operand", "fp32": "p"}
 # Schedule and grid of sageattn's calls; "0" falls back to the simpler form of each (validation and A/B only).
 PINGPONG = os.environ.get("SAGEATTN_SM90_PINGPONG", "1") != "0"
 PERSISTENT = os.environ.get("SAGEATTN_SM90_PERSISTENT", "1") != "0"

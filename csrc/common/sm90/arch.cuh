@@ -53,4 +53,10 @@ __device__ __forceinline__ void named_barrier_arrive_one_thread(int id, int thre
   asm volatile("barrier.cta.arrive %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
 }
 
+// Makes this thread's earlier generic-proxy writes to shared memory visible to async-proxy readers (wgmma
+// operands, TMA stores); a barrier must still order them with the readers.
+__device__ __forceinline__ void fence_proxy_async_shared() {
+  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+}
+
 }  // namespace sageattn::sm90
