@@ -253,12 +253,18 @@ __device__ __forceinline__ void consume_tile(const SharedTiles<Tile>& smem, cons
     wgmma_commit();
   };
   // K scales of tile j, loaded one tile ahead so the global load's latency hides behind a whole iteration.
+  // Per-thread granularity: 4 scales per 64-key group (k_groups = 4 x groups), the thread's at lane % 4. The
+  // group index is warp-uniform, so each load is a uniform offset from this thread's base pointer.
   float k_scale_next[kGroups];
+  constexpr int kScalesPerGroup = kPerThread ? 4 : 1;
+  const float* k_scale_lane = k_scale + (kPerThread ? lane % 4 : 0);
+  const int last_group = args.k_groups / kScalesPerGroup - 1;
   auto load_k_scales = [&](int j) {
 #pragma unroll
     for (int g = 0; g < kGroups; ++g) {
-      const int group = j * kGroups + g;  // past the last group only in tail tiles, whose keys are all masked
-      k_scale_next[g] = __ldg(k_scale + min(kPerThread ? group * 4 + lane % 4 : group, args.k_groups - 1));
+      // past the last group only in tail tiles, whose keys are all masked: any finite scale does
+      const unsigned group = min(j * kGroups + g, last_group);  // unsigned: a zero-extended offset
+      k_scale_next[g] = __ldg(k_scale_lane + group * kScalesPerGroup);
     }
   };
   load_k_scales(0);
@@ -405,8 +411,8 @@ __device__ __forceinline__ void consume_tile(const SharedTiles<Tile>& smem, cons
           issue_qk(j, ready);
           named_barrier_arrive(other_turn, 256);
           wgmma_wait<0>();
-          softmax(j, No{}, No{});
-          stage_p(No{});
+          softmax(j, No{}, Yes{});  // P packed in the softmax's block: its conversions merge halves (no PRMT)
+          stage_p(Yes{});
         }
       }
       named_barrier_sync(my_turn, 256);
