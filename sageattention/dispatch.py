@@ -64,10 +64,11 @@ DEFAULT_CHAIN = ("triton",)
 # calls SDPA instead: capability -> {(head_dim bucket, causal): shortest Lk at which the kernel wins, or None
 # when SDPA won at every measured length}. Only measured cards are listed; others always run the kernel.
 # 9.0 (H100 / H200, torch 2.11 + cu130, B=2 H=32 fp16, quantization included; benchmarks/NOTES.md "sm90"): the sm90
-# kernel beats cuDNN from the lengths below (session 4 sweep, H100: D=64 with three consumer warpgroups 8K-32K
-# 481/521/546 TOPS against cuDNN's 446/400/444, causal 16K/32K 454/518 against 416/432).
+# kernel beats cuDNN from the lengths below (session 5 sweep, H100, results/h100_session5_sweep_d*.json: causal
+# 8K D=128 573 TOPS against cuDNN's 533, D=64 430 against 417 (439/420 in a second call); at 4K cuDNN still wins:
+# D=128 586 against 564, causal 504 against 400, D=64 443 against 433).
 SDPA_CROSSOVER = {
-    (9, 0): {(64, False): 8192, (64, True): 16384, (128, False): 8192, (128, True): 16384},
+    (9, 0): {(64, False): 8192, (64, True): 8192, (128, False): 8192, (128, True): 8192},
 }
 
 
