@@ -29,16 +29,16 @@ struct SharedTiles {
   uint8_t* base;
   __device__ explicit SharedTiles(uint8_t* raw)
       : base(reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(raw) + 1023) & ~uintptr_t{1023})) {}
-  __device__ uint8_t* q() const { return base + Tile::kQOffset; }
+  __device__ uint8_t* q(int slot) const { return base + Tile::kQOffset + slot * Tile::kQBytes; }
   __device__ uint8_t* k(int stage) const { return base + Tile::kKOffset + stage * Tile::kKBytes; }
   __device__ uint8_t* v(int stage) const { return base + Tile::kVOffset + stage * Tile::kVStageBytes; }
   __device__ uint8_t* v_ones(int stage) const { return v(stage) + Tile::kVBytes; }  // the row-sum rows
   __device__ uint64_t* barriers() const { return reinterpret_cast<uint64_t*>(base + Tile::kBarrierOffset); }
-  __device__ uint64_t* q_full() const { return barriers(); }
-  __device__ uint64_t* k_full(int stage) const { return barriers() + 1 + stage; }
-  __device__ uint64_t* v_full(int stage) const { return barriers() + 1 + Tile::kStages + stage; }
-  __device__ uint64_t* empty(int stage) const { return barriers() + 1 + 2 * Tile::kStages + stage; }
-  __device__ uint64_t* q_empty() const { return barriers() + 1 + 3 * Tile::kStages; }
+  __device__ uint64_t* k_full(int stage) const { return barriers() + stage; }
+  __device__ uint64_t* v_full(int stage) const { return barriers() + Tile::kStages + stage; }
+  __device__ uint64_t* empty(int stage) const { return barriers() + 2 * Tile::kStages + stage; }
+  __device__ uint64_t* q_full(int slot) const { return barriers() + 3 * Tile::kStages + slot; }
+  __device__ uint64_t* q_empty(int slot) const { return barriers() + 3 * Tile::kStages + Tile::kQSlots + slot; }
   // Two slots, used by alternate rounds: the index a consumer reads and the next one the producer writes never
   // share an address (with one slot, compute-sanitizer racecheck reported that write-after-read as a hazard
   // although the named barriers order it).
@@ -97,8 +97,8 @@ __device__ __forceinline__ WorkTile work_tile(const AttentionArgs& args, int t) 
   return w;
 }
 
-// The producer thread: for each work tile of this CTA, Q once (after every consumer released the previous Q),
-// then K and Vᵀ of every key tile into the stage ring. `it` counts key tiles across work tiles; tiles without
+// The producer thread: for each work tile of this CTA, Q once into the Q slot of two work tiles back (after every
+// consumer released it, so the next tile's Q loads while the consumers finish this one), then K and Vᵀ of every key tile into the stage ring. `it` counts key tiles across work tiles; tiles without
 // keys (causal rows past the last key) load nothing, their consumers only write the rows.
 // kClaimsWork: the producer hands each tile's index (-1: no more work) to the consumers through shared memory
 // (work_slot), between two named barriers (published: kWorkFull; read by every consumer: kWorkFree). Otherwise
@@ -136,9 +136,10 @@ __device__ __forceinline__ void produce(const SharedTiles<Tile>& smem, const Att
     const WorkTile w = work_tile<Tile>(args, t);
     t = next_work<Tile>(args, t);  // claimed now: the atomic's round trip hides behind this tile's loads
     if (w.n_tiles == 0) continue;
-    mbarrier_wait(smem.q_empty(), (q_round & 1) ^ 1);
-    mbarrier_arrive_expect_tx(smem.q_full(), Tile::kQBytes);
-    tma_load_4d(smem.q(), tm_q, smem.q_full(), 0, w.m0, w.head, w.batch);
+    const unsigned slot = static_cast<unsigned>(q_round) % Tile::kQSlots;
+    mbarrier_wait(smem.q_empty(slot), ((static_cast<unsigned>(q_round) / Tile::kQSlots) & 1) ^ 1);
+    mbarrier_arrive_expect_tx(smem.q_full(slot), Tile::kQBytes);
+    tma_load_4d(smem.q(slot), tm_q, smem.q_full(slot), 0, w.m0, w.head, w.batch);
     load_key_tiles(smem, tm_k, tm_v, w, it);
     ++q_round;
   }
@@ -223,8 +224,9 @@ __device__ __forceinline__ void consume_tile(const SharedTiles<Tile>& smem, cons
   for (int i = 0; i < N / 2; ++i) s_acc[i] = 0;
   RowState state;
 
-  if (n_tiles > 0) mbarrier_wait(smem.q_full(), q_round & 1);
-  const uint64_t desc_q = make_smem_desc<Tile::kQKSwizzle>(smem_u32(smem.q() + 64 * consumer * D));
+  const unsigned q_slot = static_cast<unsigned>(q_round) % Tile::kQSlots;
+  if (n_tiles > 0) mbarrier_wait(smem.q_full(q_slot), (static_cast<unsigned>(q_round) / Tile::kQSlots) & 1);
+  const uint64_t desc_q = make_smem_desc<Tile::kQKSwizzle>(smem_u32(smem.q(q_slot) + 64 * consumer * D));
   // Stage and mbarrier phase of key tile j: unsigned, so % and / by the power-of-two stage count are a mask and
   // a shift; descriptors of a stage are the stage-0 descriptor advanced by whole tiles (no 64-bit rebuilds).
   auto stage_of = [it](int j) { return static_cast<uint32_t>(it + j) % Tile::kStages; };
@@ -435,7 +437,7 @@ __device__ __forceinline__ void consume_tile(const SharedTiles<Tile>& smem, cons
   // Every Q·Kᵀ of this warp has completed: the producer may load the next Q.
   if (n_tiles > 0) {
     __syncwarp();
-    if (lane == 0) mbarrier_arrive(smem.q_empty());
+    if (lane == 0) mbarrier_arrive(smem.q_empty(q_slot));
   }
 
   // Epilogue: O = acc * scale_v / sum(p * 448) (+ mean V); rows that saw no key give 0 and LSE -inf.
@@ -484,8 +486,10 @@ __global__ void __launch_bounds__(AttentionTile<kHeadDim>::kThreads, 1)
     tma_prefetch_descriptor(&tm_q);
     tma_prefetch_descriptor(&tm_k);
     tma_prefetch_descriptor(&tm_v);
-    mbarrier_init(smem.q_full(), 1);
-    mbarrier_init(smem.q_empty(), 4 * Tile::kConsumers);  // one arrival per consumer warp
+    for (int slot = 0; slot < Tile::kQSlots; ++slot) {
+      mbarrier_init(smem.q_full(slot), 1);
+      mbarrier_init(smem.q_empty(slot), 4 * Tile::kConsumers);  // one arrival per consumer warp
+    }
     for (int s = 0; s < Tile::kStages; ++s) {
       mbarrier_init(smem.k_full(s), 1);
       mbarrier_init(smem.v_full(s), 1);
