@@ -17,11 +17,6 @@
 #include "sm90/softmax.cuh"
 #include "sm90/tile.cuh"
 
-// Row sums of P on the tensor cores in two-level kernels (kTensorRowSum); 0 restores the softmax's FADDs (A/B).
-#ifndef SAGEATTN_SM90_TENSOR_ROW_SUM
-#define SAGEATTN_SM90_TENSOR_ROW_SUM 1
-#endif
-
 namespace sageattn::sm90 {
 
 template <class Tile>
@@ -97,8 +92,9 @@ __device__ __forceinline__ WorkTile work_tile(const AttentionArgs& args, int t) 
   return w;
 }
 
-// The producer thread: for each work tile of this CTA, Q once into the Q slot of two work tiles back (after every
-// consumer released it, so the next tile's Q loads while the consumers finish this one), then K and Vᵀ of every key tile into the stage ring. `it` counts key tiles across work tiles; tiles without
+// The producer thread: for each work tile of this CTA, Q once into its Q slot (after every consumer released the
+// slot; with two slots the next tile's Q loads while the consumers finish this one), then K and Vᵀ of every key
+// tile into the stage ring. `it` counts key tiles across work tiles; tiles without
 // keys (causal rows past the last key) load nothing, their consumers only write the rows.
 // kClaimsWork: the producer hands each tile's index (-1: no more work) to the consumers through shared memory
 // (work_slot), between two named barriers (published: kWorkFull; read by every consumer: kWorkFree). Otherwise
@@ -207,7 +203,7 @@ __device__ __forceinline__ void consume_tile(const SharedTiles<Tile>& smem, cons
   // ones rows under Vᵀ), and are folded with it; the single-level accumulator would carry them across all
   // tiles in the FP8 wgmma's reduced precision, which drifted past 2.5% at 4K keys (NOTES v4), so it keeps
   // the FADDs.
-  constexpr bool kTensorRowSum = kTwoLevel && SAGEATTN_SM90_TENSOR_ROW_SUM;
+  constexpr bool kTensorRowSum = kTwoLevel;
   constexpr int kPartial = kTensorRowSum ? (D + Tile::kSumRows) / 2 : D / 2;
   float o[D / 2];
   float partial[kPartial];
@@ -497,7 +493,7 @@ __global__ void __launch_bounds__(AttentionTile<kHeadDim>::kThreads, 1)
     }
     mbarrier_init_fence();
   }
-  if constexpr (kTwoLevel && SAGEATTN_SM90_TENSOR_ROW_SUM) {  // the ones rows under every Vᵀ stage
+  if constexpr (kTwoLevel) {  // the ones rows under every Vᵀ stage (kTensorRowSum)
     constexpr int kWords = Tile::kSumRows * Tile::kBlockN / 4;
     for (int i = threadIdx.x; i < Tile::kStages * kWords; i += Tile::kThreads) {
       reinterpret_cast<uint32_t*>(smem.v_ones(i / kWords))[i % kWords] = 0x38383838u;  // e4m3 1.0 (any swizzle)

@@ -67,8 +67,8 @@ __device__ __forceinline__ bool fast_exponent_is_safe(float scale) {
 }
 
 // Online softmax of one tile: folds the integer scores `acc` (dequantized by scale[group]: Q's scale x K's)
-// into `state` (its row sums only with kRowSums: else the tensor cores sum P), returns each row's rescale factor for the earlier accumulation and writes p * 448 =
-// exp2(s - m + log2 448) into `p`. kMasked: keys past key_limit[r] (last visible key of row r; key0 is the
+// into `state` (its row sums only with kRowSums: else the tensor cores sum P), returns each row's rescale
+// factor for the earlier accumulation and writes p * 448 = exp2(s - m + log2 448) into `p`. kMasked: keys past key_limit[r] (last visible key of row r; key0 is the
 // tile's first key) are hidden. A row that has seen no key keeps max -inf, gets p = 0 and factor 0, never
 // NaN (reference.py step 3).
 //
