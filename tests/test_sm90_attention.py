@@ -2,10 +2,11 @@
 
 Semantics: reference.attention with warp_rows=16 (each warp of a 64-row consumer warpgroup owns 16 query rows) and
 key_tile=128 (ops/sm90.KEY_TILE: the online softmax's tile, which decides the running max each P is scaled by),
-pv "fp8", and row_sum by ops/sm90.ROW_SUM ("fp32+fp32" sums the e4m3 P on the tensor cores). Kernel vs reference: differences come from exp2.approx, P formed as exp2(s - m + log2 448)
-instead of exp2(s - m) * 448, fp32 summation order and the tensor core's FP8 accumulation, so an e4m3 P code flips
-only when one of those lands across a rounding boundary. Kernel vs fp32: the kernel may lose at most what
-reference.py loses on the same inputs, plus that same small slack.
+pv "fp8", and row_sum by ops/sm90.ROW_SUM ("fp32+fp32" sums the e4m3 P on the tensor cores). Kernel vs
+reference: differences come from exp2.approx, P formed as exp2(s - m + log2 448) instead of exp2(s - m) * 448,
+fp32 summation order and the tensor core's FP8 accumulation, so an e4m3 P code flips only when one of those lands
+across a rounding boundary. Kernel vs fp32: the kernel may lose at most what reference.py loses on the same
+inputs, plus that same small slack.
 
 GPU tests skip unless the module loads on a 9.0 GPU.
 """
