@@ -68,16 +68,18 @@ def random_case(rng: random.Random, pv: str) -> Case:
                 rng.choice((0.0, 0.0, 4.0, 20.0)))
 
 
-def reference_with_kernel_mean(q, k, v, cfg):
+def reference_with_kernel_mean(q, k, v, cfg, row_sum="p"):
     """reference.attention, smoothing K with the kernel's own mean (its sum order differs from torch's in the last
-    bit, which can move a K code by one step and a logit by ~0.1: real, but not what these tests look for)."""
+    bit, which can move a K code by one step and a logit by ~0.1: real, but not what these tests look for).
+    row_sum: the kernel's denominator (its module's ROW_SUM)."""
     from sageattention import reference
     from sageattention.ops import quant
 
     if not cfg.smooth_k:
-        return reference.attention(q, k, v, cfg)
+        return reference.attention(q, k, v, cfg, row_sum=row_sum)
     k_mean = quant.seq_mean(k)
-    o, lse = reference.attention(q, k.float() - k_mean[:, :, None], v, dataclasses.replace(cfg, smooth_k=False))
+    o, lse = reference.attention(q, k.float() - k_mean[:, :, None], v, dataclasses.replace(cfg, smooth_k=False),
+                                 row_sum=row_sum)
     return o, (quant.finish_lse(lse, q, k_mean, cfg) if lse is not None else None)
 
 

@@ -20,13 +20,26 @@ __device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], uint32_t add
                : "r"(addr));
 }
 
-// D = A(16x32 s8) * B(32x8 s8) + D, s32 accumulate.
-__device__ __forceinline__ void mma_s8_m16n8k32(int32_t (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+// The s8 mma on accumulators kept in float registers that hold 1.5·2^23 + the s32 sum (sm80/attention_kernel.cuh):
+// the bits are an s32 to the mma and a float to the code that reads them, with no conversion in between.
+// `_init` starts every element at the bits `c` instead of accumulating onto d.
+__device__ __forceinline__ void mma_s8_m16n8k32_biased(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
   asm volatile(
-      "mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-      "{%0, %1, %2, %3};\n"
-      : "+r"(d[0]), "+r"(d[1]), "+r"(d[2]), "+r"(d[3])
+      "{\n.reg .s32 d<4>;\n"
+      "mov.b32 d0, %0; mov.b32 d1, %1; mov.b32 d2, %2; mov.b32 d3, %3;\n"
+      "mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 {d0, d1, d2, d3}, {%4, %5, %6, %7}, {%8, %9}, {d0, d1, d2, d3};\n"
+      "mov.b32 %0, d0; mov.b32 %1, d1; mov.b32 %2, d2; mov.b32 %3, d3;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+__device__ __forceinline__ void mma_s8_m16n8k32_biased_init(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1,
+                                                            int32_t c) {
+  asm volatile(
+      "{\n.reg .s32 d<4>;\n"
+      "mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 {d0, d1, d2, d3}, {%4, %5, %6, %7}, {%8, %9}, {%10, %10, %10, %10};\n"
+      "mov.b32 %0, d0; mov.b32 %1, d1; mov.b32 %2, d2; mov.b32 %3, d3;\n}\n"
+      : "=f"(d[0]), "=f"(d[1]), "=f"(d[2]), "=f"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1), "r"(c));
 }
 
 // D = A(16x16) * B(16x8) + D for 16-bit inputs (IS_BF16 picks bf16), fp32 accumulate.

@@ -14,7 +14,6 @@ extern template cudaError_t launch_sm89_d<128>(const AttentionParams&, OutType, 
 }  // namespace sage::attn
 
 #ifdef SAGE_SM89_INSTANTIATE
-#define SAGE_ATTN_WARPS 4  // FP8 P·V: two 64-query CTAs per SM (see attention_kernel.cuh)
 #include "sm80/launch_template.cuh"
 #include "sm89/value_fp8.cuh"
 

@@ -12,14 +12,29 @@ struct ValueFp8 {
   static constexpr int kChunks = kBlockK / 16;  // V^T rows (channels) of 64 keys
   static constexpr int kTileBytes = D * kBlockK;
 
+  // P arrives already multiplied by p_scale (the kernel adds its log2 to the exponent), so it must not exceed 1
+  // before that scale: e4m3 saturates at 448.
+  static constexpr float kMaxLog2Growth = 0.f;
+  // FADD row sums: on the H100 (where this can be measured) the e4m3 mma.sync is emulated, so a ones-column mma
+  // would cost more there than the FADDs it replaces.
+  static constexpr bool kTensorRowSums = false;
+
+  uint32_t v_lane[kBlockK / 32];  // lane part of the ldmatrix address for each kc
   float o[D / 8][4];
 
+  static __device__ __forceinline__ float log2_p_scale(const AttentionParams& p) { return __log2f(p.p_scale); }
+
+  // V^T is padded to v_len_padded keys, so every tile is whole.
   static __device__ __forceinline__ void load(uint32_t smem, const AttentionParams& p, int b, int hkv, int tile) {
     const uint8_t* src = static_cast<const uint8_t*>(p.v) + (int64_t(b) * p.Hkv + hkv) * D * p.v_len_padded + tile * kBlockK;
-    load_tile<D, kChunks>(smem, src, p.v_len_padded, D);
+    TileCopy<D, kChunks>::full(smem, src, p.v_len_padded);
   }
 
-  __device__ __forceinline__ void zero() {
+  // Zeroes the accumulator. V^T rows 8dn + lane % 8 + 8 (lane / 16) share the swizzle of lane % 8, so dn only adds
+  // an immediate; chunk 2kc + (lane / 8) % 2 leaves one lane offset per kc.
+  __device__ __forceinline__ void init(int lane) {
+#pragma unroll
+    for (int kc = 0; kc < kBlockK / 32; ++kc) v_lane[kc] = swizzled_offset<kChunks>(lane % 8 + 8 * (lane / 16), 2 * kc + (lane / 8) % 2);
 #pragma unroll
     for (int dn = 0; dn < D / 8; ++dn) o[dn][0] = o[dn][1] = o[dn][2] = o[dn][3] = 0.f;
   }
@@ -29,8 +44,8 @@ struct ValueFp8 {
     for (int dn = 0; dn < D / 8; ++dn) o[dn][0] *= a0, o[dn][1] *= a0, o[dn][2] *= a1, o[dn][3] *= a1;
   }
 
-  __device__ __forceinline__ void accumulate(const float (&s)[8][4], uint32_t smem, int lane, const AttentionParams& p) {
-    const float ps = p.p_scale;
+  __device__ __forceinline__ void accumulate(const float (&s)[8][4], uint32_t smem, const AttentionParams&) {
+    constexpr uint32_t kRow8Bytes = 8 * kChunks * 16;  // eight V^T rows
     float part[D / 8][4];
     uint32_t part_h[D / 8][2];
 #pragma unroll
@@ -42,14 +57,13 @@ struct ValueFp8 {
     for (int kc = 0; kc < kBlockK / 32; ++kc) {
       const int n = 4 * kc;  // accumulator n-tiles n..n+3 hold keys 32kc..32kc+31
       const uint32_t a[4] = {
-          pack_e4m3x4(s[n][0] * ps, s[n][1] * ps, s[n + 1][0] * ps, s[n + 1][1] * ps),
-          pack_e4m3x4(s[n][2] * ps, s[n][3] * ps, s[n + 1][2] * ps, s[n + 1][3] * ps),
-          pack_e4m3x4(s[n + 2][0] * ps, s[n + 2][1] * ps, s[n + 3][0] * ps, s[n + 3][1] * ps),
-          pack_e4m3x4(s[n + 2][2] * ps, s[n + 2][3] * ps, s[n + 3][2] * ps, s[n + 3][3] * ps)};
+          pack_e4m3x4(s[n][0], s[n][1], s[n + 1][0], s[n + 1][1]), pack_e4m3x4(s[n][2], s[n][3], s[n + 1][2], s[n + 1][3]),
+          pack_e4m3x4(s[n + 2][0], s[n + 2][1], s[n + 3][0], s[n + 3][1]),
+          pack_e4m3x4(s[n + 2][2], s[n + 2][3], s[n + 3][2], s[n + 3][3])};
 #pragma unroll
       for (int dn = 0; dn < D / 8; dn += 2) {
         uint32_t vb[4];
-        ldmatrix_x4(vb, smem + swizzled_offset<kChunks>(8 * dn + lane % 8 + 8 * (lane / 16), 2 * kc + (lane / 8) % 2));
+        ldmatrix_x4(vb, smem + v_lane[kc] + dn * kRow8Bytes);
         if constexpr (MODE == PvAccum::kF32) {
           mma_e4m3_m16n8k32_f32(o[dn], a, vb[0], vb[1]);
           mma_e4m3_m16n8k32_f32(o[dn + 1], a, vb[2], vb[3]);
@@ -73,22 +87,24 @@ struct ValueFp8 {
     }
   }
 
+  __device__ __forceinline__ float row_sum(int) const { return 0.f; }  // never called (kTensorRowSums)
+
   __device__ __forceinline__ void to_float(float (&out)[D / 8][4]) const {
 #pragma unroll
     for (int dn = 0; dn < D / 8; ++dn) out[dn][0] = o[dn][0], out[dn][1] = o[dn][1], out[dn][2] = o[dn][2], out[dn][3] = o[dn][3];
   }
 
-  // Undo V's per-channel scale and P's scale; add V's mean back to rows that saw a key (smooth_v).
+  // Undo V's per-channel scale (P's scale cancels against the row sums); add V's mean back to rows that saw a key
+  // (smooth_v).
   static __device__ __forceinline__ void finish(float (&out)[D / 8][4], const AttentionParams& p, int b, int hkv, int t,
                                                 bool seen0, bool seen1) {
     const int64_t base = (int64_t(b) * p.Hkv + hkv) * D;
-    const float inv_ps = 1.f / p.p_scale;
 #pragma unroll
     for (int dn = 0; dn < D / 8; ++dn) {
 #pragma unroll
       for (int c = 0; c < 2; ++c) {
         const int ch = 8 * dn + 2 * t + c;
-        const float sc = p.v_scale[base + ch] * inv_ps;
+        const float sc = p.v_scale[base + ch];
         const float mu = p.v_mean != nullptr ? p.v_mean[base + ch] : 0.f;
         out[dn][c] = out[dn][c] * sc + (seen0 ? mu : 0.f);
         out[dn][c + 2] = out[dn][c + 2] * sc + (seen1 ? mu : 0.f);

@@ -16,6 +16,9 @@ from ._backend import unavailable
 
 head_dims = (64, 128)
 ACCUM_MODES = ("fp32", "fp16+fp32", "fp16")
+# reference.attention(row_sum=...): the kernel sums the 16-bit P that P·V uses, on the tensor cores
+# (csrc/sm80/value_fp16.cuh kTensorRowSums).
+ROW_SUM = "pv_operand"
 
 
 def available(device: torch.device) -> Optional[str]:

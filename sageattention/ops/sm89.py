@@ -17,6 +17,7 @@ from ._backend import unavailable
 
 head_dims = (64, 128)
 ACCUM_MODES = ("fp32+fp32", "fp32+fp16", "fp32")
+ROW_SUM = "p"  # reference.attention(row_sum=...): the kernel sums the fp32 p in registers
 
 
 def available(device: torch.device) -> Optional[str]:
