@@ -87,8 +87,6 @@ struct ValueFp8 {
     }
   }
 
-  __device__ __forceinline__ float row_sum(int) const { return 0.f; }  // never called (kTensorRowSums)
-
   __device__ __forceinline__ void to_float(float (&out)[D / 8][4]) const {
 #pragma unroll
     for (int dn = 0; dn < D / 8; ++dn) out[dn][0] = o[dn][0], out[dn][1] = o[dn][1], out[dn][2] = o[dn][2], out[dn][3] = o[dn][3];
