@@ -29,6 +29,12 @@ CASES = [
     ("_C_quant", "m.quant_int8(h(1, 1, 64, 80), None, 32, 1)", "head dim must be 64 or 128 (pad it), got 80"),
     ("_C_quant", "m.quant_int8(h(1, 1, 64, 64), None, 7, 1)", "group_rows must be 16, 32 or 64, got 7"),
     ("_C_quant", "m.quant_int8(h(1, 1, 64, 64), f32(1, 2, 64), 32, 1)", "mean must be a contiguous fp32 [B, H, D]"),
+    ("_C_quant", "m.quant_qkv(h(1, 2, 64, 64), h(1, 2, 64, 128), None, 32, 1, 1, True, False)",
+     "q and k must share dtype, head dim, batch and device"),
+    ("_C_quant", "m.quant_qkv(h(1, 2, 64, 64), h(1, 2, 64, 64), h(1, 2, 65, 64), 32, 1, 1, True, False)",
+     "v must have k's shape [1, 2, 64, 64], dtype and device, got [1, 2, 65, 64]"),
+    ("_C_quant", "m.quant_qkv(h(1, 2, 64, 64), h(1, 2, 64, 64), None, 64, 1, 1, True, False)",
+     "q_group_rows must be 16 or 32, got 64"),
     ("_C_sm80", "m.attention(i8(1, 4, 64, 64), i8(1, 3, 64, 64), h(1, 3, 64, 64), f32(1, 4, 2), f32(1, 3, 1), 32, 1, "
      "1, 1.0, False, 0, 'fp32', False)", "query heads (4) must be a multiple of key heads (3)"),
     ("_C_sm80", "m.attention(i8(1, 4, 64, 64), i8(1, 4, 64, 64), h(1, 4, 64, 64), f32(1, 4, 5), f32(1, 4, 1), 32, 1, "

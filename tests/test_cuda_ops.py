@@ -33,6 +33,9 @@ def test_quant_ops_opcheck():
     torch.library.opcheck(quant.quant_int8, (k, mean, 64, 4))
     torch.library.opcheck(quant.quant_int8, (q.transpose(1, 2).contiguous().transpose(1, 2), None, 32, 8))
     torch.library.opcheck(quant.quant_v_fp8, (k, True))
+    v = torch.randn_like(k)
+    torch.library.opcheck(quant.quant_qkv, (q, k, v, 16, 8, 4, True, True))
+    torch.library.opcheck(quant.quant_qkv, (q, k, None, 32, 1, 1, False, False))
 
 
 @pytest.mark.parametrize("name", ["sm80", "sm89"])

@@ -112,3 +112,55 @@ def test_bad_inputs_raise_one_line_errors(quant):
         quant.quant_int8(x[..., :64].float(), None, 32, 1)
     with pytest.raises(ValueError, match="group_rows"):
         quant.quant_int8(x[..., :64], None, 48, 1)
+
+
+FUSED_CASES = [(b, hq, hk, lq, lk, d, dt, lay) for (b, hq, hk, lq, lk) in [(1, 1, 1, 1, 1), (2, 4, 2, 17, 1000),
+                                                                          (1, 2, 2, 4097, 17), (2, 3, 1, 1000, 4097)]
+               for d in (64, 128) for dt in (torch.float16, torch.bfloat16) for lay in ("HND", "NHD")]
+
+
+@pytest.mark.parametrize("b,hq,hk,lq,lk,d,dtype,layout", FUSED_CASES)
+@pytest.mark.parametrize("gran,warp_rows,smooth_k,with_v,smooth_v",
+                         [("per_thread", 16, True, True, False), ("per_warp", 32, True, True, True),
+                          ("per_thread", 32, False, False, False), ("per_warp", 16, False, True, True)])
+def test_fused_quant_matches_the_step_ops(quant, b, hq, hk, lq, lk, d, dtype, layout, gran, warp_rows, smooth_k,
+                                          with_v, smooth_v):
+    """quant_qkv (three launches, statistics finished by each head's last block) gives the step ops' results bit for
+    bit; the GQA shapes make Q's and K's grids differ."""
+    q = _x(b, hq, lq, d, dtype, layout, bias=3.0)
+    k = _x(b, hk, lk, d, dtype, layout, bias=10.0)
+    v = _x(b, hk, lk, d, dtype, layout, bias=2.0) if with_v else None
+    qg, kg = spec.q_grouping(gran, warp_rows), spec.k_grouping(gran)
+    q8, qs, k8, ks, km, vt, vs, vm = quant.quant_qkv(q, k, v, qg.rows, qg.residues, kg.residues, smooth_k, smooth_v)
+    ref_q8, ref_qs = quant.quant_int8(q, None, qg.rows, qg.residues)
+    ref_km = quant.seq_mean(k) if smooth_k else None
+    ref_k8, ref_ks = quant.quant_int8(k, ref_km, kg.rows, kg.residues)
+    assert torch.equal(q8, ref_q8) and torch.equal(qs, ref_qs)
+    assert torch.equal(k8, ref_k8) and torch.equal(ks, ref_ks)
+    if smooth_k:
+        assert torch.equal(km, ref_km)
+    else:
+        assert km.numel() == 0
+    if with_v:
+        ref_vt, ref_vs, ref_vm = quant.quant_v_fp8(v, smooth_v)
+        assert torch.equal(vt.view(torch.uint8), ref_vt.view(torch.uint8))
+        assert torch.equal(vs, ref_vs) and torch.equal(vm, ref_vm)
+    else:
+        assert vt.numel() == vs.numel() == vm.numel() == 0
+    # and against spec.py (the step ops' own tests pin them; this keeps the fused op honest if they move)
+    assert_codes_match(q8, spec.quantize_int8(q, qg)[0])
+    k_ref_in = k.float() - km[:, :, None] if smooth_k else k
+    assert_codes_match(k8, spec.quantize_int8(k_ref_in, kg)[0])
+
+
+def test_fused_quant_repeated_calls_agree(quant):
+    """Which block of a head finishes its statistics varies from call to call; the result must not (the finish
+    sums the splits in split order)."""
+    k = _x(2, 3, 3000, 128, torch.float16, "HND", bias=4.0)
+    v = _x(2, 3, 3000, 128, torch.float16, "HND", bias=1.0)
+    first = quant.quant_qkv(k, k, v, 32, 8, 4, True, True)
+    for _ in range(3):
+        again = quant.quant_qkv(k, k, v, 32, 8, 4, True, True)
+        for a, b_ in zip(first, again):
+            assert torch.equal(a.view(torch.uint8) if a.dtype == torch.float8_e4m3fn else a,
+                               b_.view(torch.uint8) if b_.dtype == torch.float8_e4m3fn else b_)

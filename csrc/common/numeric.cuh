@@ -58,6 +58,18 @@ __device__ __forceinline__ float group_min(float x) {
   return x;
 }
 
+// Eight 16-bit values (one 16-byte word) as floats.
+template <typename T>
+__device__ __forceinline__ void unpack8(const uint4& raw, float (&x)[8]) {
+  const uint32_t w[4] = {raw.x, raw.y, raw.z, raw.w};
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const float2 f = Vec16<T>::to_float2(w[i]);
+    x[2 * i] = f.x;
+    x[2 * i + 1] = f.y;
+  }
+}
+
 // Loads / stores of eight 16-bit values (one 16-byte access) as floats.
 template <typename T>
 __device__ __forceinline__ void load8(const T* p, float (&x)[8]) {

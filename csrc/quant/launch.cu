@@ -1,4 +1,5 @@
-// Launchers: pick the template instance for (dtype, head dim, group rows). Torch-free.
+// Launcher: picks the template instance for (dtype, head dim, Q group rows) and launches Q's codes and the two
+// passes, each only when it has a role to play. Torch-free.
 #include "quant/launch.h"
 #include "quant/quant_kernels.cuh"
 
@@ -20,62 +21,44 @@ cudaError_t with_head_dim(int d, F&& f) {
   return cudaErrorInvalidValue;
 }
 
-}  // namespace
+int64_t heads(const Strided16& x) { return int64_t(x.B) * x.H; }
 
-int stats_splits(int L) { return L <= 0 ? 1 : (L + kStatsRowsPerSplit - 1) / kStatsRowsPerSplit; }
-
-cudaError_t seq_stats(const Strided16& x, float* work, float* mean_out, float* amax_out, float* scale_out,
-                      float amax_divisor, bool center, cudaStream_t stream) {
-  const int splits = stats_splits(x.L);
-  cudaError_t err = with_dtype(x.dtype, [&](auto tag) {
-    using T = decltype(tag);
-    return with_head_dim(x.D, [&](auto d) {
-      dim3 grid(splits, x.H, x.B);
-      seq_stats_partial<T, decltype(d)::value><<<grid, kThreads, 0, stream>>>(static_cast<const T*>(x.ptr), x.stride_b, x.stride_h,
-                                                               x.stride_l, x.L, work);
-      return cudaGetLastError();
-    });
-  });
-  if (err != cudaSuccess) return err;
-  const int64_t n_bh = int64_t(x.B) * x.H, n = n_bh * x.D;
-  seq_stats_finish<<<unsigned((n + 255) / 256), 256, 0, stream>>>(work, splits, x.L, x.D, n_bh, mean_out, amax_out,
-                                                                 scale_out, amax_divisor, center);
+// Launches a grid of `blocks` (1-D; at most 2^31 - 1 blocks, far above any tensor that fits a GPU).
+template <typename Kernel, typename... Args>
+cudaError_t launch(Kernel kernel, int64_t blocks, cudaStream_t stream, const Args&... args) {
+  if (blocks == 0) return cudaSuccess;
+  if (blocks > 0x7fffffff) return cudaErrorInvalidConfiguration;
+  kernel<<<unsigned(blocks), kThreads, 0, stream>>>(args...);
   return cudaGetLastError();
 }
 
-cudaError_t quant_int8(const Strided16& x, const float* mean, int group_rows, int residues, int8_t* codes,
-                       float* scales, cudaStream_t stream) {
-  const int blocks = (x.L + group_rows - 1) / group_rows;
-  const int n_groups = blocks * residues;
-  if (blocks == 0) return cudaSuccess;
-  return with_dtype(x.dtype, [&](auto tag) {
-    using T = decltype(tag);
-    return with_head_dim(x.D, [&](auto d) {
-      constexpr int D = decltype(d)::value;
-      dim3 grid(blocks, x.H, x.B);
-      auto args = [&](auto kernel) {
-        kernel<<<grid, kThreads, 0, stream>>>(static_cast<const T*>(x.ptr), x.stride_b, x.stride_h, x.stride_l, x.L,
-                                              mean, residues, codes, scales, n_groups);
-        return cudaGetLastError();
-      };
-      if (group_rows == 16) return args(quant_int8_kernel<T, D, 16>);
-      if (group_rows == 32) return args(quant_int8_kernel<T, D, 32>);
-      if (group_rows == 64) return args(quant_int8_kernel<T, D, 64>);
-      return cudaErrorInvalidValue;
-    });
-  });
-}
+}  // namespace
 
-cudaError_t quant_v_fp8(const Strided16& v, const float* mean, const float* amax, uint8_t* vt, int l_pad,
-                        cudaStream_t stream) {
-  if (l_pad == 0) return cudaSuccess;
-  return with_dtype(v.dtype, [&](auto tag) {
+cudaError_t run_quant(const QuantJobs& jobs, cudaStream_t stream) {
+  const Strided16& any = jobs.do_q_int8 ? jobs.q : jobs.do_k_stats || jobs.do_k_int8 ? jobs.k : jobs.v;
+  Pass1Grid g1{0, 0};
+  Pass2Grid g2{0, 0};
+  int64_t q_blocks = 0;
+  if (jobs.do_k_stats) g1.k_stats = heads(jobs.k) * stats_splits(jobs.k.L);
+  if (jobs.do_v_stats) g1.v_stats = heads(jobs.v) * stats_splits(jobs.v.L);
+  if (jobs.do_q_int8) {
+    if (jobs.q_int8.group_rows != 16 && jobs.q_int8.group_rows != 32) return cudaErrorInvalidValue;
+    q_blocks = heads(jobs.q) * int8_blocks(jobs.q.L, jobs.q_int8.group_rows);
+  }
+  if (jobs.do_k_int8) {
+    if (jobs.k_int8.group_rows != kKRows) return cudaErrorInvalidValue;
+    g2.k_int8 = heads(jobs.k) * int8_blocks(jobs.k.L, kKRows);
+  }
+  return with_dtype(any.dtype, [&](auto tag) {
     using T = decltype(tag);
-    return with_head_dim(v.D, [&](auto d) {
-      dim3 grid(l_pad / 64, v.H, v.B);
-      quant_v_fp8_kernel<T, decltype(d)::value><<<grid, decltype(d)::value, 0, stream>>>(static_cast<const T*>(v.ptr), v.stride_b, v.stride_h,
-                                                                v.stride_l, v.L, mean, amax, vt, l_pad);
-      return cudaGetLastError();
+    return with_head_dim(any.D, [&](auto d) {
+      constexpr int D = decltype(d)::value;
+      if (jobs.do_v_fp8) g2.v_fp8 = heads(jobs.v) * fp8_v_blocks<D>(jobs.v_fp8.l_pad);
+      const auto quant_q_kernel = jobs.q_int8.group_rows == 32 ? quant_q<T, D, 32> : quant_q<T, D, 16>;
+      cudaError_t err = launch(quant_q_kernel, q_blocks, stream, jobs);
+      if (err == cudaSuccess) err = launch(quant_pass1<T, D>, g1.k_stats + g1.v_stats, stream, jobs, g1);
+      if (err == cudaSuccess) err = launch(quant_pass2<T, D>, g2.k_int8 + g2.v_fp8, stream, jobs, g2);
+      return err;
     });
   });
 }

@@ -1,5 +1,5 @@
-// Torch bindings of the quantization kernels (module sageattention._C_quant). Checks inputs, allocates outputs,
-// calls the torch-free launchers in launch.cu on the current stream.
+// Torch bindings of the quantization kernels (module sageattention._C_quant). Checks inputs, allocates outputs
+// and workspace, calls the torch-free launcher in launch.cu on the current stream.
 #include <c10/cuda/CUDAStream.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/extension.h>
@@ -27,38 +27,70 @@ sq::Strided16 as_strided16(const at::Tensor& x, const char* name) {
           x.scalar_type() == at::kHalf ? sq::DType::kHalf : sq::DType::kBf16};
 }
 
-void check(cudaError_t err, const char* what) {
-  SA_CHECK(err == cudaSuccess, what, " failed: ", cudaGetErrorString(err));
+sq::Strided16 absent() { return {nullptr, 0, 0, 0, 0, 0, 0, 0, sq::DType::kHalf}; }
+
+void run(const sq::QuantJobs& jobs, const at::Tensor& any) {
+  const c10::cuda::CUDAGuard guard(any.device());
+  const cudaError_t err = sq::run_quant(jobs, c10::cuda::getCurrentCUDAStream().stream());
+  SA_CHECK(err == cudaSuccess, "quantization kernels failed: ", cudaGetErrorString(err));
 }
 
-// (mean [B, H, D] fp32, amax or empty, scale or empty)
-std::vector<at::Tensor> stats(const at::Tensor& x, bool want_amax, bool center, double amax_divisor) {
-  const auto s = as_strided16(x, "x");
-  const c10::cuda::CUDAGuard guard(x.device());
-  const auto f32 = x.options().dtype(at::kFloat);
-  auto work = at::empty({3 * int64_t(s.B) * s.H * sq::stats_splits(s.L) * s.D}, f32);
-  auto mean = at::empty({s.B, s.H, s.D}, f32);
-  at::Tensor amax, scale;
-  if (want_amax) amax = at::empty({s.B, s.H, s.D}, f32), scale = at::empty({s.B, s.H, s.D}, f32);
-  check(sq::seq_stats(s, work.data_ptr<float>(), mean.data_ptr<float>(), want_amax ? amax.data_ptr<float>() : nullptr,
-                      want_amax ? scale.data_ptr<float>() : nullptr, float(amax_divisor), center,
-                      c10::cuda::getCurrentCUDAStream().stream()),
-        "seq_stats");
-  return {mean, amax, scale};
+at::Tensor f32(const at::Tensor& like, at::IntArrayRef shape) { return at::empty(shape, like.options().dtype(at::kFloat)); }
+
+// Statistics of x: the spec, and the tensors it writes into (kept alive by the caller).
+struct Stats {
+  at::Tensor work, arrivals, mean, amax, scale;
+  sq::StatsSpec spec;
+  Stats(const at::Tensor& x, const sq::Strided16& s, bool want_amax, bool center, float amax_divisor) {
+    work = f32(x, {3 * int64_t(s.B) * s.H * sq::stats_splits(s.L) * s.D});
+    arrivals = at::zeros({int64_t(s.B) * s.H}, x.options().dtype(at::kInt));
+    mean = f32(x, {s.B, s.H, s.D});
+    if (want_amax) amax = f32(x, {s.B, s.H, s.D}), scale = f32(x, {s.B, s.H, s.D});
+    spec = {work.data_ptr<float>(), reinterpret_cast<unsigned*>(arrivals.data_ptr<int>()), mean.data_ptr<float>(),
+            want_amax ? amax.data_ptr<float>() : nullptr, want_amax ? scale.data_ptr<float>() : nullptr, amax_divisor,
+            center};
+  }
+};
+
+// INT8 outputs of x: codes [B, H, L, D] and scales [B, H, n_groups].
+struct Int8Out {
+  at::Tensor codes, scales;
+  sq::Int8Spec spec;
+  Int8Out(const at::Tensor& x, const sq::Strided16& s, const float* mean, int group_rows, int residues) {
+    codes = at::empty({s.B, s.H, s.L, s.D}, x.options().dtype(at::kChar));
+    scales = f32(x, {s.B, s.H, (int64_t(s.L) + group_rows - 1) / group_rows * residues});
+    spec = {mean, group_rows, residues, codes.data_ptr<int8_t>(), scales.data_ptr<float>()};
+  }
+};
+
+at::Tensor empty_like_none(const at::Tensor& x) { return at::empty({0}, x.options().dtype(at::kFloat)); }
+
+void check_groups(int64_t group_rows, int64_t residues) {
+  SA_CHECK(group_rows == 16 || group_rows == 32 || group_rows == 64, "group_rows must be 16, 32 or 64, got ",
+           group_rows);
+  SA_CHECK(residues == 1 || residues == 4 || residues == 8, "residues must be 1, 4 or 8, got ", residues);
 }
 
 }  // namespace
 
 // Mean over the sequence, fp32 [B, H, D].
-at::Tensor seq_mean(const at::Tensor& x) { return stats(x, false, true, 1.0)[0]; }
+at::Tensor seq_mean(const at::Tensor& x) {
+  const auto s = as_strided16(x, "x");
+  Stats st(x, s, false, true, 1.f);
+  sq::QuantJobs jobs{};
+  jobs.q = jobs.v = absent();
+  jobs.k = s;
+  jobs.do_k_stats = true;
+  jobs.k_stats = st.spec;
+  run(jobs, x);
+  return st.mean;
+}
 
 // INT8 codes [B, H, L, D] and fp32 scales [B, H, n_groups] of x - mean (mean optional, [B, H, D] fp32).
 std::vector<at::Tensor> quant_int8(const at::Tensor& x, const c10::optional<at::Tensor>& mean, int64_t group_rows,
                                    int64_t residues) {
   const auto s = as_strided16(x, "x");
-  SA_CHECK(group_rows == 16 || group_rows == 32 || group_rows == 64, "group_rows must be 16, 32 or 64, got ",
-              group_rows);
-  SA_CHECK(residues == 1 || residues == 4 || residues == 8, "residues must be 1, 4 or 8, got ", residues);
+  check_groups(group_rows, residues);
   const float* mean_ptr = nullptr;
   if (mean.has_value()) {
     const auto& m = *mean;
@@ -67,31 +99,83 @@ std::vector<at::Tensor> quant_int8(const at::Tensor& x, const c10::optional<at::
                 "mean must be a contiguous fp32 [B, H, D] tensor on x's device");
     mean_ptr = m.data_ptr<float>();
   }
-  const c10::cuda::CUDAGuard guard(x.device());
-  auto codes = at::empty({s.B, s.H, s.L, s.D}, x.options().dtype(at::kChar));
-  const int64_t groups = (s.L + group_rows - 1) / group_rows * residues;
-  auto scales = at::empty({s.B, s.H, groups}, x.options().dtype(at::kFloat));
-  check(sq::quant_int8(s, mean_ptr, int(group_rows), int(residues), codes.data_ptr<int8_t>(), scales.data_ptr<float>(),
-                       c10::cuda::getCurrentCUDAStream().stream()),
-        "quant_int8");
-  return {codes, scales};
+  Int8Out out(x, s, mean_ptr, int(group_rows), int(residues));
+  sq::QuantJobs jobs{};
+  jobs.v = absent();
+  if (group_rows == 64) {  // pass 2's INT8 role (K's groups)
+    jobs.q = absent(), jobs.k = s, jobs.do_k_int8 = true, jobs.k_int8 = out.spec;
+  } else {
+    jobs.k = absent(), jobs.q = s, jobs.do_q_int8 = true, jobs.q_int8 = out.spec;
+  }
+  run(jobs, x);
+  return {out.codes, out.scales};
 }
 
 // (V^T e4m3 [B, H, D, ceil(L/64)*64] key-permuted, scale [B, H, D], mean [B, H, D] (zeros without smooth_v)).
 std::vector<at::Tensor> quant_v_fp8(const at::Tensor& v, bool smooth_v) {
   const auto s = as_strided16(v, "v");
-  auto st = stats(v, true, smooth_v, 448.0);
-  const c10::cuda::CUDAGuard guard(v.device());
+  Stats st(v, s, true, smooth_v, 448.f);
   const int64_t l_pad = (int64_t(s.L) + 63) / 64 * 64;
   auto vt = at::empty({s.B, s.H, s.D, l_pad}, v.options().dtype(at::kFloat8_e4m3fn));
-  check(sq::quant_v_fp8(s, st[0].data_ptr<float>(), st[1].data_ptr<float>(), static_cast<uint8_t*>(vt.data_ptr()),
-                        int(l_pad), c10::cuda::getCurrentCUDAStream().stream()),
-        "quant_v_fp8");
-  return {vt, st[2], st[0]};
+  sq::QuantJobs jobs{};
+  jobs.q = jobs.k = absent();
+  jobs.v = s;
+  jobs.do_v_stats = jobs.do_v_fp8 = true;
+  jobs.v_stats = st.spec;
+  jobs.v_fp8 = {st.mean.data_ptr<float>(), st.amax.data_ptr<float>(), static_cast<uint8_t*>(vt.data_ptr()), int(l_pad)};
+  run(jobs, v);
+  return {vt, st.scale, st.mean};
+}
+
+// Everything one attention call needs, in three launches (launch.h QuantJobs):
+// [q codes, q scales, k codes, k scales, k mean (empty without smooth_k), V^T codes, v scale, v mean] with the
+// last three empty when v is None (16-bit P·V). Q and K per quant_int8, V per quant_v_fp8.
+std::vector<at::Tensor> quant_qkv(const at::Tensor& q, const at::Tensor& k, const c10::optional<at::Tensor>& v,
+                                  int64_t q_group_rows, int64_t q_residues, int64_t k_residues, bool smooth_k,
+                                  bool smooth_v) {
+  const auto sq_ = as_strided16(q, "q");
+  const auto sk = as_strided16(k, "k");
+  check_groups(q_group_rows, q_residues);
+  check_groups(64, k_residues);
+  SA_CHECK(q_group_rows == 16 || q_group_rows == 32, "q_group_rows must be 16 or 32, got ", q_group_rows);
+  SA_CHECK(q.scalar_type() == k.scalar_type() && q.size(3) == k.size(3) && q.size(0) == k.size(0) &&
+               q.device() == k.device(),
+           "q and k must share dtype, head dim, batch and device");
+  sq::QuantJobs jobs{};
+  jobs.q = sq_, jobs.k = sk, jobs.v = absent();
+  c10::optional<Stats> k_stats;
+  if (smooth_k) {
+    k_stats.emplace(k, sk, false, true, 1.f);
+    jobs.do_k_stats = true, jobs.k_stats = k_stats->spec;
+  }
+  Int8Out q_out(q, sq_, nullptr, int(q_group_rows), int(q_residues));
+  Int8Out k_out(k, sk, smooth_k ? k_stats->mean.data_ptr<float>() : nullptr, 64, int(k_residues));
+  jobs.do_q_int8 = jobs.do_k_int8 = true;
+  jobs.q_int8 = q_out.spec, jobs.k_int8 = k_out.spec;
+  c10::optional<Stats> v_stats;
+  at::Tensor vt = empty_like_none(q), v_scale = empty_like_none(q), v_mean = empty_like_none(q);
+  if (v.has_value()) {
+    const auto sv = as_strided16(*v, "v");
+    SA_CHECK(v->sizes() == k.sizes() && v->scalar_type() == k.scalar_type() && v->device() == k.device(),
+             "v must have k's shape ", k.sizes(), ", dtype and device, got ", v->sizes());
+    v_stats.emplace(*v, sv, true, smooth_v, 448.f);
+    const int64_t l_pad = (int64_t(sv.L) + 63) / 64 * 64;
+    vt = at::empty({sv.B, sv.H, sv.D, l_pad}, v->options().dtype(at::kFloat8_e4m3fn));
+    jobs.v = sv;
+    jobs.do_v_stats = jobs.do_v_fp8 = true;
+    jobs.v_stats = v_stats->spec;
+    jobs.v_fp8 = {v_stats->mean.data_ptr<float>(), v_stats->amax.data_ptr<float>(),
+                  static_cast<uint8_t*>(vt.data_ptr()), int(l_pad)};
+    v_scale = v_stats->scale, v_mean = v_stats->mean;
+  }
+  run(jobs, q);
+  const at::Tensor k_mean = smooth_k ? k_stats->mean : empty_like_none(q);
+  return {q_out.codes, q_out.scales, k_out.codes, k_out.scales, k_mean, vt, v_scale, v_mean};
 }
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("seq_mean", &seq_mean, "mean over the sequence, fp32 [B, H, D]");
   m.def("quant_int8", &quant_int8, "INT8 per-warp / per-thread quantization with fused mean subtraction");
   m.def("quant_v_fp8", &quant_v_fp8, "FP8 e4m3 per-channel V, transposed and permuted for the mma");
+  m.def("quant_qkv", &quant_qkv, "Q and K to INT8 (K smoothed), V to FP8 or not at all: one call's quantization in three launches");
 }

@@ -109,19 +109,84 @@ class QuantizedQK(NamedTuple):
     k_residues: int
 
 
-def quantize_qk(q: torch.Tensor, k: torch.Tensor, cfg: AttentionConfig, warp_rows: int = 32) -> QuantizedQK:
-    """Q and K (HND views) to INT8 with cfg's granularity; K smoothed when cfg.smooth_k."""
+def _grouping(cfg: AttentionConfig) -> tuple[int, int]:
+    """(Q residues, K residues) of cfg's granularity."""
     if cfg.qk_quant_gran not in ("per_warp", "per_thread"):
         raise ValueError(
             f"the CUDA kernels take qk_quant_gran 'per_warp' or 'per_thread', got {cfg.qk_quant_gran!r}; "
             "use the Triton kernel for 'per_block'"
         )
-    per_thread = cfg.qk_quant_gran == "per_thread"
-    q_res, k_res = (8, 4) if per_thread else (1, 1)
+    return (8, 4) if cfg.qk_quant_gran == "per_thread" else (1, 1)
+
+
+def quantize_qk(q: torch.Tensor, k: torch.Tensor, cfg: AttentionConfig, warp_rows: int = 32) -> QuantizedQK:
+    """Q and K (HND views) to INT8 with cfg's granularity; K smoothed when cfg.smooth_k. One op per step (tests
+    and debugging); the backends call quantize_qkv."""
+    q_res, k_res = _grouping(cfg)
     k_mean = seq_mean(k) if cfg.smooth_k else None
     q8, sq = quant_int8(q, None, warp_rows, q_res)
     k8, sk = quant_int8(k, k_mean, K_BLOCK_ROWS, k_res)
     return QuantizedQK(q8, sq, k8, sk, k_mean, warp_rows, q_res, k_res)
+
+
+@torch.library.custom_op("sageattention::quant_qkv", mutates_args=())
+def quant_qkv(
+    q: torch.Tensor, k: torch.Tensor, v: Optional[torch.Tensor], q_group_rows: int, q_residues: int,
+    k_residues: int, smooth_k: bool, smooth_v: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor,
+           torch.Tensor]:
+    """One call's quantization in three launches: (q codes, q scales, k codes, k scales, k mean or empty [0], and with
+    v: V^T codes, v scale, v mean (else three empty [0])), each as quant_int8 / seq_mean / quant_v_fp8 give it."""
+    check_input(q, "q")
+    check_input(k, "k")
+    if v is not None:
+        check_input(v, "v")
+        v = _rows_aligned(v)
+    if q.dtype != k.dtype or (v is not None and v.dtype != k.dtype):
+        raise TypeError(f"q, k and v must share a dtype, got {q.dtype}, {k.dtype}, {v.dtype if v is not None else None}")
+    out = _module().quant_qkv(_rows_aligned(q), _rows_aligned(k), v, q_group_rows, q_residues, k_residues, smooth_k,
+                              smooth_v)
+    return tuple(out)
+
+
+@quant_qkv.register_fake
+def _(q, k, v, q_group_rows, q_residues, k_residues, smooth_k, smooth_v):
+    b, hq, lq, d = q.shape
+    hk, lk = k.shape[1], k.shape[2]
+    f32 = dict(dtype=torch.float32)
+
+    def none():  # a fresh one each time: outputs must not alias each other (the real op's do not)
+        return q.new_empty((0,), **f32)
+
+    k_mean = q.new_empty((b, hk, d), **f32) if smooth_k else none()
+    if v is None:
+        vt, v_scale, v_mean = none(), none(), none()
+    else:
+        l_pad = -(-lk // V_KEY_TILE) * V_KEY_TILE
+        vt = q.new_empty((b, hk, d, l_pad), dtype=torch.float8_e4m3fn)
+        v_scale, v_mean = q.new_empty((b, hk, d), **f32), q.new_empty((b, hk, d), **f32)
+    return (
+        q.new_empty(q.shape, dtype=torch.int8), q.new_empty((b, hq, group_counts(lq, q_group_rows, q_residues)), **f32),
+        q.new_empty(k.shape, dtype=torch.int8), q.new_empty((b, hk, group_counts(lk, K_BLOCK_ROWS, k_residues)), **f32),
+        k_mean, vt, v_scale, v_mean,
+    )
+
+
+class QuantizedV(NamedTuple):
+    vt: torch.Tensor
+    v_scale: torch.Tensor
+    v_mean: torch.Tensor
+
+
+def quantize_qkv(
+    q: torch.Tensor, k: torch.Tensor, v: Optional[torch.Tensor], cfg: AttentionConfig, warp_rows: int = 32
+) -> tuple[QuantizedQK, Optional[QuantizedV]]:
+    """What one CUDA backend call needs: Q and K to INT8 as quantize_qk, and V to FP8 as quant_v_fp8 when `v` is
+    given (one op, three launches)."""
+    q_res, k_res = _grouping(cfg)
+    q8, sq, k8, sk, k_mean, vt, v_scale, v_mean = quant_qkv(q, k, v, warp_rows, q_res, k_res, cfg.smooth_k, cfg.smooth_v)
+    qk = QuantizedQK(q8, sq, k8, sk, k_mean if cfg.smooth_k else None, warp_rows, q_res, k_res)
+    return qk, (QuantizedV(vt, v_scale, v_mean) if v is not None else None)
 
 
 def qk_scale(cfg: AttentionConfig) -> float:

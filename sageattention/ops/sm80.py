@@ -49,7 +49,7 @@ def _(q8, k8, v, q_scale, k_scale, q_group_rows, q_residues, k_residues, qk_scal
 def forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cfg: AttentionConfig):
     if cfg.pv_accum_dtype not in ACCUM_MODES:
         raise ValueError(f"the sm80 kernel takes pv_accum_dtype {', '.join(ACCUM_MODES)}; got {cfg.pv_accum_dtype!r}")
-    qk = quant.quantize_qk(q, k, cfg)
+    qk, _ = quant.quantize_qkv(q, k, None, cfg)
     o, lse = attention_op(
         qk.q8, qk.k8, v, qk.q_scale, qk.k_scale, qk.q_group_rows, qk.q_residues, qk.k_residues, quant.qk_scale(cfg),
         cfg.is_causal, cfg.causal_offset(q.shape[2], k.shape[2]), cfg.pv_accum_dtype, cfg.return_lse,

@@ -52,8 +52,7 @@ def _(q8, k8, vt, v_scale, v_mean, q_scale, k_scale, q_group_rows, q_residues, k
 def forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cfg: AttentionConfig):
     if cfg.pv_accum_dtype not in ACCUM_MODES:
         raise ValueError(f"the sm89 kernel takes pv_accum_dtype {', '.join(ACCUM_MODES)}; got {cfg.pv_accum_dtype!r}")
-    qk = quant.quantize_qk(q, k, cfg)
-    vt, v_scale, v_mean = quant.quant_v_fp8(v, cfg.smooth_v)
+    qk, (vt, v_scale, v_mean) = quant.quantize_qkv(q, k, v, cfg)
     o, lse = attention_op(
         qk.q8, qk.k8, vt, v_scale, v_mean if cfg.smooth_v else None, qk.q_scale, qk.k_scale, qk.q_group_rows,
         qk.q_residues, qk.k_residues, quant.qk_scale(cfg), cfg.is_causal, cfg.causal_offset(q.shape[2], k.shape[2]),

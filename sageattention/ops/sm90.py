@@ -95,8 +95,7 @@ def check_config(cfg: AttentionConfig) -> None:
 
 def forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cfg: AttentionConfig):
     check_config(cfg)
-    qk = quant.quantize_qk(q, k, cfg, warp_rows=WARP_ROWS)
-    vt, v_scale, v_mean = quant.quant_v_fp8(v, cfg.smooth_v)
+    qk, (vt, v_scale, v_mean) = quant.quantize_qkv(q, k, v, cfg, warp_rows=WARP_ROWS)
     o, lse = attention_op(
         qk.q8, qk.k8, vt, v_scale, v_mean if cfg.smooth_v else None, qk.q_scale, qk.k_scale, qk.q_residues > 1,
         quant.qk_scale(cfg), cfg.is_causal, cfg.causal_offset(q.shape[2], k.shape[2]), cfg.pv_accum_dtype, q.dtype,
