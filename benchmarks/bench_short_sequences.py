@@ -37,10 +37,8 @@ def main() -> None:
         replay = do_bench(graph.replay, warmup=50, rep=300)
         cfg = AttentionConfig(sm_scale=d ** -0.5, pv="fp8", pv_accum_dtype="fp32+fp32", qk_quant_gran="per_thread",
                               head_dim=d)
-        quant_ms = do_bench(lambda: (quant.quantize_qk(q, k, cfg, warp_rows=16), quant.quant_v_fp8(v, False)),
-                            rep=300)
-        qk = quant.quantize_qk(q, k, cfg, warp_rows=16)
-        vt, vs, _ = quant.quant_v_fp8(v, False)
+        quant_ms = do_bench(lambda: quant.quantize_qkv(q, k, v, cfg, warp_rows=16), rep=300)
+        qk, (vt, vs, _) = quant.quantize_qkv(q, k, v, cfg, warp_rows=16)
         out = torch.empty_like(q)
         kernel = do_bench(lambda: sm90.run_kernel(qk, vt, vs, None, quant.qk_scale(cfg), out, None, False, 0,
                                                   "fp32+fp32"), rep=300)

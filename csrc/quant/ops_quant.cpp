@@ -29,26 +29,55 @@ sq::Strided16 as_strided16(const at::Tensor& x, const char* name) {
 
 sq::Strided16 absent() { return {nullptr, 0, 0, 0, 0, 0, 0, 0, sq::DType::kHalf}; }
 
-void run(const sq::QuantJobs& jobs, const at::Tensor& any) {
-  const c10::cuda::CUDAGuard guard(any.device());
-  const cudaError_t err = sq::run_quant(jobs, c10::cuda::getCurrentCUDAStream().stream());
+cudaStream_t current_stream() { return c10::cuda::getCurrentCUDAStream().stream(); }
+
+void run(const sq::QuantJobs& jobs) {
+  const cudaError_t err = sq::run_quant(jobs, current_stream());
   SA_CHECK(err == cudaSuccess, "quantization kernels failed: ", cudaGetErrorString(err));
 }
 
 at::Tensor f32(const at::Tensor& like, at::IntArrayRef shape) { return at::empty(shape, like.options().dtype(at::kFloat)); }
 
-// Statistics of x: the spec, and the tensors it writes into (kept alive by the caller).
+// Words of scratch the statistics of one [B, H, L, D] tensor need: partial sums (3 planes) and, with want_amax,
+// the amax; plus B * H arrival counters.
+int64_t stats_floats(const sq::Strided16& s, bool want_amax) {
+  const int64_t heads = int64_t(s.B) * s.H;
+  return 3 * heads * sq::stats_splits(s.L) * s.D + (want_amax ? heads * s.D : 0);
+}
+
+// A call's scratch in one allocation (host time: each tensor costs an allocator round trip): float words, then
+// counters zeroed by one memset on the call's stream (capturable in a CUDA graph). Callers hold a device guard.
+struct Scratch {
+  at::Tensor buf;
+  float* floats;
+  unsigned* counters;
+  Scratch(const at::Tensor& like, int64_t float_words, int64_t counter_words) {
+    buf = f32(like, {float_words + counter_words});
+    floats = buf.data_ptr<float>();
+    counters = reinterpret_cast<unsigned*>(floats + float_words);
+    if (counter_words == 0) return;
+    const cudaError_t err = cudaMemsetAsync(counters, 0, size_t(counter_words) * 4, current_stream());
+    SA_CHECK(err == cudaSuccess, "zeroing the quantization counters failed: ", cudaGetErrorString(err));
+  }
+};
+
+// Statistics of x: the spec, its scratch (taken from `scratch` in stats_floats order) and the outputs it writes
+// (mean, and with want_amax the scale), kept alive by the caller.
 struct Stats {
-  at::Tensor work, arrivals, mean, amax, scale;
+  at::Tensor mean, scale;
   sq::StatsSpec spec;
-  Stats(const at::Tensor& x, const sq::Strided16& s, bool want_amax, bool center, float amax_divisor) {
-    work = f32(x, {3 * int64_t(s.B) * s.H * sq::stats_splits(s.L) * s.D});
-    arrivals = at::zeros({int64_t(s.B) * s.H}, x.options().dtype(at::kInt));
+  Stats(const at::Tensor& x, const sq::Strided16& s, bool want_amax, bool center, float amax_divisor, float*& floats,
+        unsigned*& counters) {
+    const int64_t heads = int64_t(s.B) * s.H;
     mean = f32(x, {s.B, s.H, s.D});
-    if (want_amax) amax = f32(x, {s.B, s.H, s.D}), scale = f32(x, {s.B, s.H, s.D});
-    spec = {work.data_ptr<float>(), reinterpret_cast<unsigned*>(arrivals.data_ptr<int>()), mean.data_ptr<float>(),
-            want_amax ? amax.data_ptr<float>() : nullptr, want_amax ? scale.data_ptr<float>() : nullptr, amax_divisor,
+    if (want_amax) scale = f32(x, {s.B, s.H, s.D});
+    float* work = floats;
+    floats += 3 * heads * sq::stats_splits(s.L) * s.D;
+    float* amax = want_amax ? floats : nullptr;
+    if (want_amax) floats += heads * s.D;
+    spec = {work, counters, mean.data_ptr<float>(), amax, want_amax ? scale.data_ptr<float>() : nullptr, amax_divisor,
             center};
+    counters += heads;
   }
 };
 
@@ -76,13 +105,15 @@ void check_groups(int64_t group_rows, int64_t residues) {
 // Mean over the sequence, fp32 [B, H, D].
 at::Tensor seq_mean(const at::Tensor& x) {
   const auto s = as_strided16(x, "x");
-  Stats st(x, s, false, true, 1.f);
+  const c10::cuda::CUDAGuard guard(x.device());
+  Scratch scratch(x, stats_floats(s, false), int64_t(s.B) * s.H);
+  Stats st(x, s, false, true, 1.f, scratch.floats, scratch.counters);
   sq::QuantJobs jobs{};
   jobs.q = jobs.v = absent();
   jobs.k = s;
   jobs.do_k_stats = true;
   jobs.k_stats = st.spec;
-  run(jobs, x);
+  run(jobs);
   return st.mean;
 }
 
@@ -99,6 +130,7 @@ std::vector<at::Tensor> quant_int8(const at::Tensor& x, const c10::optional<at::
                 "mean must be a contiguous fp32 [B, H, D] tensor on x's device");
     mean_ptr = m.data_ptr<float>();
   }
+  const c10::cuda::CUDAGuard guard(x.device());
   Int8Out out(x, s, mean_ptr, int(group_rows), int(residues));
   sq::QuantJobs jobs{};
   jobs.v = absent();
@@ -107,14 +139,16 @@ std::vector<at::Tensor> quant_int8(const at::Tensor& x, const c10::optional<at::
   } else {
     jobs.k = absent(), jobs.q = s, jobs.do_q_int8 = true, jobs.q_int8 = out.spec;
   }
-  run(jobs, x);
+  run(jobs);
   return {out.codes, out.scales};
 }
 
 // (V^T e4m3 [B, H, D, ceil(L/64)*64] key-permuted, scale [B, H, D], mean [B, H, D] (zeros without smooth_v)).
 std::vector<at::Tensor> quant_v_fp8(const at::Tensor& v, bool smooth_v) {
   const auto s = as_strided16(v, "v");
-  Stats st(v, s, true, smooth_v, 448.f);
+  const c10::cuda::CUDAGuard guard(v.device());
+  Scratch scratch(v, stats_floats(s, true), int64_t(s.B) * s.H);
+  Stats st(v, s, true, smooth_v, 448.f, scratch.floats, scratch.counters);
   const int64_t l_pad = (int64_t(s.L) + 63) / 64 * 64;
   auto vt = at::empty({s.B, s.H, s.D, l_pad}, v.options().dtype(at::kFloat8_e4m3fn));
   sq::QuantJobs jobs{};
@@ -122,8 +156,8 @@ std::vector<at::Tensor> quant_v_fp8(const at::Tensor& v, bool smooth_v) {
   jobs.v = s;
   jobs.do_v_stats = jobs.do_v_fp8 = true;
   jobs.v_stats = st.spec;
-  jobs.v_fp8 = {st.mean.data_ptr<float>(), st.amax.data_ptr<float>(), static_cast<uint8_t*>(vt.data_ptr()), int(l_pad)};
-  run(jobs, v);
+  jobs.v_fp8 = {st.mean.data_ptr<float>(), st.spec.amax, static_cast<uint8_t*>(vt.data_ptr()), int(l_pad)};
+  run(jobs);
   return {vt, st.scale, st.mean};
 }
 
@@ -141,11 +175,23 @@ std::vector<at::Tensor> quant_qkv(const at::Tensor& q, const at::Tensor& k, cons
   SA_CHECK(q.scalar_type() == k.scalar_type() && q.size(3) == k.size(3) && q.size(0) == k.size(0) &&
                q.device() == k.device(),
            "q and k must share dtype, head dim, batch and device");
+  c10::optional<sq::Strided16> sv;
+  if (v.has_value()) {
+    sv = as_strided16(*v, "v");
+    SA_CHECK(v->sizes() == k.sizes() && v->scalar_type() == k.scalar_type() && v->device() == k.device(),
+             "v must have k's shape ", k.sizes(), ", dtype and device, got ", v->sizes());
+  }
+  const c10::cuda::CUDAGuard guard(q.device());
+  const int64_t kv_heads = int64_t(sk.B) * sk.H;
+  Scratch scratch(k, (smooth_k ? stats_floats(sk, false) : 0) + (sv ? stats_floats(*sv, true) : 0),
+                  (int64_t(smooth_k) + int64_t(sv.has_value())) * kv_heads);
+  float* floats = scratch.floats;
+  unsigned* counters = scratch.counters;
   sq::QuantJobs jobs{};
   jobs.q = sq_, jobs.k = sk, jobs.v = absent();
   c10::optional<Stats> k_stats;
   if (smooth_k) {
-    k_stats.emplace(k, sk, false, true, 1.f);
+    k_stats.emplace(k, sk, false, true, 1.f, floats, counters);
     jobs.do_k_stats = true, jobs.k_stats = k_stats->spec;
   }
   Int8Out q_out(q, sq_, nullptr, int(q_group_rows), int(q_residues));
@@ -153,22 +199,21 @@ std::vector<at::Tensor> quant_qkv(const at::Tensor& q, const at::Tensor& k, cons
   jobs.do_q_int8 = jobs.do_k_int8 = true;
   jobs.q_int8 = q_out.spec, jobs.k_int8 = k_out.spec;
   c10::optional<Stats> v_stats;
-  at::Tensor vt = empty_like_none(q), v_scale = empty_like_none(q), v_mean = empty_like_none(q);
-  if (v.has_value()) {
-    const auto sv = as_strided16(*v, "v");
-    SA_CHECK(v->sizes() == k.sizes() && v->scalar_type() == k.scalar_type() && v->device() == k.device(),
-             "v must have k's shape ", k.sizes(), ", dtype and device, got ", v->sizes());
-    v_stats.emplace(*v, sv, true, smooth_v, 448.f);
-    const int64_t l_pad = (int64_t(sv.L) + 63) / 64 * 64;
-    vt = at::empty({sv.B, sv.H, sv.D, l_pad}, v->options().dtype(at::kFloat8_e4m3fn));
-    jobs.v = sv;
+  at::Tensor vt, v_scale, v_mean;
+  if (sv) {
+    v_stats.emplace(*v, *sv, true, smooth_v, 448.f, floats, counters);
+    const int64_t l_pad = (int64_t(sv->L) + 63) / 64 * 64;
+    vt = at::empty({sv->B, sv->H, sv->D, l_pad}, v->options().dtype(at::kFloat8_e4m3fn));
+    jobs.v = *sv;
     jobs.do_v_stats = jobs.do_v_fp8 = true;
     jobs.v_stats = v_stats->spec;
-    jobs.v_fp8 = {v_stats->mean.data_ptr<float>(), v_stats->amax.data_ptr<float>(),
-                  static_cast<uint8_t*>(vt.data_ptr()), int(l_pad)};
+    jobs.v_fp8 = {v_stats->mean.data_ptr<float>(), v_stats->spec.amax, static_cast<uint8_t*>(vt.data_ptr()),
+                  int(l_pad)};
     v_scale = v_stats->scale, v_mean = v_stats->mean;
+  } else {
+    vt = empty_like_none(q), v_scale = empty_like_none(q), v_mean = empty_like_none(q);
   }
-  run(jobs, q);
+  run(jobs);
   const at::Tensor k_mean = smooth_k ? k_stats->mean : empty_like_none(q);
   return {q_out.codes, q_out.scales, k_out.codes, k_out.scales, k_mean, vt, v_scale, v_mean};
 }

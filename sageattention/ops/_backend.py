@@ -1,4 +1,4 @@
-"""What the sm80 and sm89 backends share: the availability check."""
+"""What the CUDA backends share: the availability check, and when a call may skip the registered ops."""
 
 from __future__ import annotations
 
@@ -22,3 +22,11 @@ def unavailable(device: torch.device, module: str, min_cc: tuple, what: str) -> 
     except ExtensionUnavailable as exc:
         return str(exc)
     return None
+
+
+def direct_call(*tensors: torch.Tensor) -> bool:
+    """True when an eager call may run the ops' implementations straight from Python rather than through the
+    torch.library ops: nothing is being traced (torch.compile) and every tensor is a plain torch.Tensor (fake,
+    functional and other subclass tensors must see the registered op and its fake). The op layer costs ~40 us of
+    host time per op (H100 host, benchmarks/NOTES.md), a call's whole GPU time at short lengths."""
+    return not torch.compiler.is_compiling() and all(type(t) is torch.Tensor for t in tensors)

@@ -129,8 +129,7 @@ def quantize_qk(q: torch.Tensor, k: torch.Tensor, cfg: AttentionConfig, warp_row
     return QuantizedQK(q8, sq, k8, sk, k_mean, warp_rows, q_res, k_res)
 
 
-@torch.library.custom_op("sageattention::quant_qkv", mutates_args=())
-def quant_qkv(
+def _quant_qkv(
     q: torch.Tensor, k: torch.Tensor, v: Optional[torch.Tensor], q_group_rows: int, q_residues: int,
     k_residues: int, smooth_k: bool, smooth_v: bool,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor,
@@ -147,6 +146,9 @@ def quant_qkv(
     out = _module().quant_qkv(_rows_aligned(q), _rows_aligned(k), v, q_group_rows, q_residues, k_residues, smooth_k,
                               smooth_v)
     return tuple(out)
+
+
+quant_qkv = torch.library.custom_op("sageattention::quant_qkv", _quant_qkv, mutates_args=())
 
 
 @quant_qkv.register_fake
@@ -179,12 +181,14 @@ class QuantizedV(NamedTuple):
 
 
 def quantize_qkv(
-    q: torch.Tensor, k: torch.Tensor, v: Optional[torch.Tensor], cfg: AttentionConfig, warp_rows: int = 32
+    q: torch.Tensor, k: torch.Tensor, v: Optional[torch.Tensor], cfg: AttentionConfig, warp_rows: int = 32,
+    direct: bool = False,
 ) -> tuple[QuantizedQK, Optional[QuantizedV]]:
     """What one CUDA backend call needs: Q and K to INT8 as quantize_qk, and V to FP8 as quant_v_fp8 when `v` is
-    given (one op, three launches)."""
+    given (one op, three launches). `direct`: run the op's implementation without the op (_backend.direct_call)."""
     q_res, k_res = _grouping(cfg)
-    q8, sq, k8, sk, k_mean, vt, v_scale, v_mean = quant_qkv(q, k, v, warp_rows, q_res, k_res, cfg.smooth_k, cfg.smooth_v)
+    op = _quant_qkv if direct else quant_qkv
+    q8, sq, k8, sk, k_mean, vt, v_scale, v_mean = op(q, k, v, warp_rows, q_res, k_res, cfg.smooth_k, cfg.smooth_v)
     qk = QuantizedQK(q8, sq, k8, sk, k_mean if cfg.smooth_k else None, warp_rows, q_res, k_res)
     return qk, (QuantizedV(vt, v_scale, v_mean) if v is not None else None)
 

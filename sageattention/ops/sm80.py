@@ -12,7 +12,7 @@ import torch
 from .._ext import load
 from ..config import AttentionConfig
 from . import quant
-from ._backend import unavailable
+from ._backend import direct_call, unavailable
 
 head_dims = (64, 128)
 ACCUM_MODES = ("fp32", "fp16+fp32", "fp16")
@@ -25,8 +25,7 @@ def available(device: torch.device) -> Optional[str]:
     return unavailable(torch.device(device), "_C_sm80", (8, 0), "the sm80 kernel")
 
 
-@torch.library.custom_op("sageattention::sm80_attention", mutates_args=())
-def attention_op(
+def _attention(
     q8: torch.Tensor, k8: torch.Tensor, v: torch.Tensor, q_scale: torch.Tensor, k_scale: torch.Tensor,
     q_group_rows: int, q_residues: int, k_residues: int, qk_scale: float, causal: bool, causal_offset: int,
     accum: str, return_lse: bool,
@@ -39,6 +38,9 @@ def attention_op(
     return o, lse
 
 
+attention_op = torch.library.custom_op("sageattention::sm80_attention", _attention, mutates_args=())
+
+
 @attention_op.register_fake
 def _(q8, k8, v, q_scale, k_scale, q_group_rows, q_residues, k_residues, qk_scale, causal, causal_offset, accum,
       return_lse):
@@ -49,8 +51,9 @@ def _(q8, k8, v, q_scale, k_scale, q_group_rows, q_residues, k_residues, qk_scal
 def forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cfg: AttentionConfig):
     if cfg.pv_accum_dtype not in ACCUM_MODES:
         raise ValueError(f"the sm80 kernel takes pv_accum_dtype {', '.join(ACCUM_MODES)}; got {cfg.pv_accum_dtype!r}")
-    qk, _ = quant.quantize_qkv(q, k, None, cfg)
-    o, lse = attention_op(
+    direct = direct_call(q, k, v)
+    qk, _ = quant.quantize_qkv(q, k, None, cfg, direct=direct)
+    o, lse = (_attention if direct else attention_op)(
         qk.q8, qk.k8, v, qk.q_scale, qk.k_scale, qk.q_group_rows, qk.q_residues, qk.k_residues, quant.qk_scale(cfg),
         cfg.is_causal, cfg.causal_offset(q.shape[2], k.shape[2]), cfg.pv_accum_dtype, cfg.return_lse,
     )

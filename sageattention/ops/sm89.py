@@ -13,7 +13,7 @@ from .._ext import load
 from ..config import AttentionConfig
 from ..reference import FP8_P_SCALE
 from . import quant
-from ._backend import unavailable
+from ._backend import direct_call, unavailable
 
 head_dims = (64, 128)
 ACCUM_MODES = ("fp32+fp32", "fp32+fp16", "fp32")
@@ -27,8 +27,7 @@ def available(device: torch.device) -> Optional[str]:
     return reason
 
 
-@torch.library.custom_op("sageattention::sm89_attention", mutates_args=())
-def attention_op(
+def _attention(
     q8: torch.Tensor, k8: torch.Tensor, vt: torch.Tensor, v_scale: torch.Tensor, v_mean: Optional[torch.Tensor],
     q_scale: torch.Tensor, k_scale: torch.Tensor, q_group_rows: int, q_residues: int, k_residues: int,
     qk_scale: float, causal: bool, causal_offset: int, accum: str, p_scale: float, out_dtype: torch.dtype,
@@ -42,6 +41,9 @@ def attention_op(
     return o, lse
 
 
+attention_op = torch.library.custom_op("sageattention::sm89_attention", _attention, mutates_args=())
+
+
 @attention_op.register_fake
 def _(q8, k8, vt, v_scale, v_mean, q_scale, k_scale, q_group_rows, q_residues, k_residues, qk_scale, causal,
       causal_offset, accum, p_scale, out_dtype, return_lse):
@@ -52,8 +54,9 @@ def _(q8, k8, vt, v_scale, v_mean, q_scale, k_scale, q_group_rows, q_residues, k
 def forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cfg: AttentionConfig):
     if cfg.pv_accum_dtype not in ACCUM_MODES:
         raise ValueError(f"the sm89 kernel takes pv_accum_dtype {', '.join(ACCUM_MODES)}; got {cfg.pv_accum_dtype!r}")
-    qk, (vt, v_scale, v_mean) = quant.quantize_qkv(q, k, v, cfg)
-    o, lse = attention_op(
+    direct = direct_call(q, k, v)
+    qk, (vt, v_scale, v_mean) = quant.quantize_qkv(q, k, v, cfg, direct=direct)
+    o, lse = (_attention if direct else attention_op)(
         qk.q8, qk.k8, vt, v_scale, v_mean if cfg.smooth_v else None, qk.q_scale, qk.k_scale, qk.q_group_rows,
         qk.q_residues, qk.k_residues, quant.qk_scale(cfg), cfg.is_causal, cfg.causal_offset(q.shape[2], k.shape[2]),
         cfg.pv_accum_dtype, FP8_P_SCALE[cfg.pv_accum_dtype], q.dtype, cfg.return_lse,

@@ -20,6 +20,7 @@ import torch
 from .._ext import ExtensionUnavailable, load
 from ..config import AttentionConfig
 from . import quant
+from ._backend import direct_call
 
 head_dims = (64, 128)
 ACCUM_MODES = ("fp32+fp32", "fp32")
@@ -64,8 +65,7 @@ def run_kernel(
     )
 
 
-@torch.library.custom_op("sageattention::sm90_attention", mutates_args=())
-def attention_op(
+def _attention(
     q8: torch.Tensor, k8: torch.Tensor, vt: torch.Tensor, v_scale: torch.Tensor, v_mean: Optional[torch.Tensor],
     q_scale: torch.Tensor, k_scale: torch.Tensor, per_thread: bool, qk_scale: float, causal: bool,
     causal_offset: int, accum: str, out_dtype: torch.dtype, return_lse: bool,
@@ -77,6 +77,9 @@ def attention_op(
     qk = quant.QuantizedQK(q8, q_scale, k8, k_scale, None, WARP_ROWS, *residues)
     run_kernel(qk, vt, v_scale, v_mean, qk_scale, out, lse if return_lse else None, causal, causal_offset, accum)
     return out, lse
+
+
+attention_op = torch.library.custom_op("sageattention::sm90_attention", _attention, mutates_args=())
 
 
 @attention_op.register_fake
@@ -95,8 +98,9 @@ def check_config(cfg: AttentionConfig) -> None:
 
 def forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cfg: AttentionConfig):
     check_config(cfg)
-    qk, (vt, v_scale, v_mean) = quant.quantize_qkv(q, k, v, cfg, warp_rows=WARP_ROWS)
-    o, lse = attention_op(
+    direct = direct_call(q, k, v)
+    qk, (vt, v_scale, v_mean) = quant.quantize_qkv(q, k, v, cfg, warp_rows=WARP_ROWS, direct=direct)
+    o, lse = (_attention if direct else attention_op)(
         qk.q8, qk.k8, vt, v_scale, v_mean if cfg.smooth_v else None, qk.q_scale, qk.k_scale, qk.q_residues > 1,
         quant.qk_scale(cfg), cfg.is_causal, cfg.causal_offset(q.shape[2], k.shape[2]), cfg.pv_accum_dtype, q.dtype,
         cfg.return_lse,
