@@ -67,13 +67,15 @@ def _column_stats(x, cu, max_len, with_range: bool):
     return sums, hi, lo, n_split
 
 
-def _quantize_int8(x, cu, max_len, rows, factor, smooth):
+def _quantize_int8(x, cu, max_len, rows, factor, smooth, want_mean=True):
+    """(codes, scales, mean: the smoothing mean, zeros unsmoothed, or with want_mean=False a placeholder: Q's
+    zeros cost a fill launch per call for nothing)."""
     n, h, length, d = _shape(x, cu, max_len)
     varlen = cu is not None
     codes = torch.empty(x.shape, dtype=torch.int8, device=x.device)
     n_groups = triton.cdiv(length, rows)
     scale = torch.empty(n, h, n_groups, dtype=torch.float32, device=x.device)
-    mean = torch.zeros(n, h, d, dtype=torch.float32, device=x.device)
+    mean = torch.zeros(n, h, d, dtype=torch.float32, device=x.device) if smooth or want_mean else _unused(x.device)
     if smooth:
         sums, _, _, n_split = _column_stats(x, cu, max_len, with_range=False)
     else:
@@ -93,7 +95,7 @@ def quant_qk_impl(
     max_seqlen_q: int, max_seqlen_k: int, q_scale_factor: float, smooth_k: bool,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """-> (q codes, q scales * q_scale_factor, k codes, k scales, k mean [n, Hkv, D] fp32 (zeros unsmoothed))."""
-    q8, qs, _ = _quantize_int8(q, cu_seqlens_q, max_seqlen_q, Q_ROWS, q_scale_factor, False)
+    q8, qs, _ = _quantize_int8(q, cu_seqlens_q, max_seqlen_q, Q_ROWS, q_scale_factor, False, want_mean=False)
     k8, ks, km = _quantize_int8(k, cu_seqlens_k, max_seqlen_k, K_ROWS, 1.0, smooth_k)
     return q8, qs, k8, ks, km
 
