@@ -3,7 +3,7 @@
 
     python scripts/sanitize_cuda.py            # both tools; exit status 1 on any reported error
     python scripts/sanitize_cuda.py --case     # the workload alone (what the sanitizer runs)
-    SANITIZE_ONLY=sm80 python scripts/sanitize_cuda.py   # one kernel family
+    SANITIZE_ONLY=sm80 python scripts/sanitize_cuda.py   # one kernel family (sm80, sm89, quant)
 
 Only kernels whose names contain "sage" are instrumented, so torch's own kernels cost nothing. Lengths are odd
 (partial tiles, zero-filled rows), causal and GQA are on, both head dims and every accumulation mode run."""
@@ -27,6 +27,16 @@ def run_case() -> None:
 
     dev = torch.device("cuda")
     only = os.environ.get("SANITIZE_ONLY")
+    if not only or only == "quant":
+        from sageattention.ops import quant
+
+        # three statistics splits per head (the last-block finish and its counters), GQA-shaped Q, ragged tails
+        for d in (64, 128):
+            q = torch.randn(2, 4, 1100, d, device=dev, dtype=torch.bfloat16)
+            k, v = (torch.randn(2, 2, 1100, d, device=dev, dtype=torch.bfloat16) for _ in range(2))
+            out = quant.quant_qkv(q, k, v, 16, 8, 4, True, True)
+            torch.cuda.synchronize()
+            print(f"quant_qkv d={d}: ok, k mean |.| {out[4].abs().mean():.3f}")
     for module, modes in ((sm80, ("fp32", "fp16+fp32", "fp16")), (sm89, ("fp32", "fp32+fp32", "fp32+fp16"))):
         if only and not module.__name__.endswith(only):
             continue
