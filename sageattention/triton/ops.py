@@ -67,16 +67,18 @@ def _column_stats(x, cu, max_len, with_range: bool):
     return sums, hi, lo, n_split
 
 
-def _quantize_int8(x, cu, max_len, rows, factor, smooth, want_mean=True):
+def _quantize_int8(x, cu, max_len, rows, factor, smooth, want_mean=True, stats=None):
     """(codes, scales, mean: the smoothing mean, zeros unsmoothed, or with want_mean=False a placeholder: Q's
-    zeros cost a fill launch per call for nothing)."""
+    zeros cost a fill launch per call for nothing). `stats`: x's column sums and split count, if already taken."""
     n, h, length, d = _shape(x, cu, max_len)
     varlen = cu is not None
     codes = torch.empty(x.shape, dtype=torch.int8, device=x.device)
     n_groups = triton.cdiv(length, rows)
     scale = torch.empty(n, h, n_groups, dtype=torch.float32, device=x.device)
     mean = torch.zeros(n, h, d, dtype=torch.float32, device=x.device) if smooth or want_mean else _unused(x.device)
-    if smooth:
+    if smooth and stats is not None:
+        sums, n_split = stats
+    elif smooth:
         sums, _, _, n_split = _column_stats(x, cu, max_len, with_range=False)
     else:
         sums, n_split = _unused(x.device), 1
@@ -94,9 +96,30 @@ def quant_qk_impl(
     q: torch.Tensor, k: torch.Tensor, cu_seqlens_q: Optional[torch.Tensor], cu_seqlens_k: Optional[torch.Tensor],
     max_seqlen_q: int, max_seqlen_k: int, q_scale_factor: float, smooth_k: bool,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """-> (q codes, q scales * q_scale_factor, k codes, k scales, k mean [n, Hkv, D] fp32 (zeros unsmoothed))."""
-    q8, qs, _ = _quantize_int8(q, cu_seqlens_q, max_seqlen_q, Q_ROWS, q_scale_factor, False, want_mean=False)
-    k8, ks, km = _quantize_int8(k, cu_seqlens_k, max_seqlen_k, K_ROWS, 1.0, smooth_k)
+    """-> (q codes, q scales * q_scale_factor, k codes, k scales, k mean [n, Hkv, D] fp32 (zeros unsmoothed)).
+    Two launches: Q's codes with K's column sums (quantize_q_with_k_stats), then K's codes."""
+    if not smooth_k:
+        q8, qs, _ = _quantize_int8(q, cu_seqlens_q, max_seqlen_q, Q_ROWS, q_scale_factor, False, want_mean=False)
+        k8, ks, km = _quantize_int8(k, cu_seqlens_k, max_seqlen_k, K_ROWS, 1.0, False)
+        return q8, qs, k8, ks, km
+    varlen = cu_seqlens_q is not None
+    n_q, hq, lq, d = _shape(q, cu_seqlens_q, max_seqlen_q)
+    n_k, hk, lk, _ = _shape(k, cu_seqlens_k, max_seqlen_k)
+    q8 = torch.empty(q.shape, dtype=torch.int8, device=q.device)
+    n_q_groups = triton.cdiv(lq, Q_ROWS)
+    qs = torch.empty(n_q, hq, n_q_groups, dtype=torch.float32, device=q.device)
+    n_split = _n_split(lk, n_k * hk)
+    sums = torch.empty(n_k * hk, n_split, d, dtype=torch.float32, device=k.device)
+    n_q_programs = n_q_groups * n_q * hq
+    dummy = _unused(q.device)  # read-only roles may share it
+    cs = _bhld_strides(q8, varlen)
+    wrap_triton(quant_kernels.quantize_q_with_k_stats)[(n_q_programs + n_split * n_k * hk,)](
+        q, q8, qs, cu_seqlens_q if varlen else dummy, *_bhld_strides(q, varlen), cs[0], cs[1], cs[2], hq, lq, n_q_groups,
+        q_scale_factor, k, sums, cu_seqlens_k if varlen else dummy, *_bhld_strides(k, varlen), hk, lk, n_q_programs,
+        D=d, Q_ROWS=Q_ROWS, N_SPLIT=n_split, BLOCK_L=STATS_ROWS, VARLEN=varlen, INTERPRET=quant_kernels.INTERPRETED,
+        num_warps=4 if d <= 128 else 8,
+    )
+    k8, ks, km = _quantize_int8(k, cu_seqlens_k, max_seqlen_k, K_ROWS, 1.0, True, stats=(sums, n_split))
     return q8, qs, k8, ks, km
 
 

@@ -39,12 +39,10 @@ def seq_bounds(cu_ptr, b, fixed_len, VARLEN: tl.constexpr):
 
 
 @triton.jit
-def column_partial_stats(
-    x_ptr, sum_ptr, max_ptr, min_ptr, cu_ptr, stride_b, stride_h, stride_l, stride_d, n_heads, seq_len,
+def _partial_stats(
+    x_ptr, sum_ptr, max_ptr, min_ptr, cu_ptr, stride_b, stride_h, stride_l, stride_d, n_heads, seq_len, split, bh,
     D: tl.constexpr, N_SPLIT: tl.constexpr, BLOCK_L: tl.constexpr, VARLEN: tl.constexpr, WITH_RANGE: tl.constexpr,
 ):
-    """sum_ptr[bh, split, :] = column sums of this split's rows (fp32); WITH_RANGE: also column max and min."""
-    split, bh = tl.program_id(0), tl.program_id(1)
     b, h = bh // n_heads, bh % n_heads
     start, length = seq_bounds(cu_ptr, b, seq_len, VARLEN)
     base = x_ptr + b.to(tl.int64) * stride_b + h.to(tl.int64) * stride_h + start.to(tl.int64) * stride_l
@@ -72,6 +70,48 @@ def column_partial_stats(
 
 
 @triton.jit
+def column_partial_stats(
+    x_ptr, sum_ptr, max_ptr, min_ptr, cu_ptr, stride_b, stride_h, stride_l, stride_d, n_heads, seq_len,
+    D: tl.constexpr, N_SPLIT: tl.constexpr, BLOCK_L: tl.constexpr, VARLEN: tl.constexpr, WITH_RANGE: tl.constexpr,
+):
+    """sum_ptr[bh, split, :] = column sums of this split's rows (fp32); WITH_RANGE: also column max and min."""
+    _partial_stats(x_ptr, sum_ptr, max_ptr, min_ptr, cu_ptr, stride_b, stride_h, stride_l, stride_d, n_heads, seq_len,
+                   tl.program_id(0), tl.program_id(1), D, N_SPLIT, BLOCK_L, VARLEN, WITH_RANGE)
+
+
+@triton.jit
+def _quantize_group(
+    x_ptr, codes_ptr, scale_ptr, partial_ptr, mean_ptr, cu_ptr,
+    sxb, sxh, sxl, sxd, scb, sch, scl, n_heads, seq_len, n_groups, scale_factor, grp, bh,
+    D: tl.constexpr, ROWS: tl.constexpr, N_SPLIT: tl.constexpr, SMOOTH: tl.constexpr, VARLEN: tl.constexpr,
+    INTERPRET: tl.constexpr,
+):
+    b, h = bh // n_heads, bh % n_heads
+    start, length = seq_bounds(cu_ptr, b, seq_len, VARLEN)
+    if grp * ROWS < length:  # groups past a short sequence's end hold nothing
+        rows = grp * ROWS + tl.arange(0, ROWS)
+        cols = tl.arange(0, D)
+        valid = (rows < length)[:, None]
+        row_off = (start + rows)[:, None].to(tl.int64)
+        x_base = x_ptr + b.to(tl.int64) * sxb + h.to(tl.int64) * sxh
+        x = tl.load(x_base + row_off * sxl + cols[None, :] * sxd, mask=valid, other=0.0).to(tl.float32)
+        if SMOOTH:
+            splits = tl.arange(0, N_SPLIT)
+            partial = tl.load(partial_ptr + (bh * N_SPLIT + splits)[:, None] * D + cols[None, :])
+            mean = tl.sum(partial, axis=0) / length.to(tl.float32)
+            x = tl.where(valid, x - mean[None, :], 0.0)
+            if grp == 0:
+                tl.store(mean_ptr + bh * D + cols, mean)
+        amax = tl.max(tl.max(tl.abs(x), axis=1), axis=0)
+        # (1 / amax) * 127, rounded twice, as torch evaluates quant/spec.py's 127 / amax (reciprocal, then multiply)
+        inv = tl.where(amax > 0, tl.math.div_rn(1.0, tl.maximum(amax, 1e-30)) * 127.0, 0.0)
+        codes = round_even(x * inv, INTERPRET).to(tl.int8)
+        c_base = codes_ptr + b.to(tl.int64) * scb + h.to(tl.int64) * sch
+        tl.store(c_base + row_off * scl + cols[None, :], codes, mask=valid)
+        tl.store(scale_ptr + bh * n_groups + grp, tl.math.div_rn(amax, 127.0) * scale_factor)
+
+
+@triton.jit
 def quantize_rows(
     x_ptr, codes_ptr, scale_ptr, partial_ptr, mean_ptr, cu_ptr,
     sxb, sxh, sxl, sxd, scb, sch, scl, n_heads, seq_len, n_groups, scale_factor,
@@ -81,31 +121,29 @@ def quantize_rows(
     """One group of ROWS rows -> INT8 codes (round to nearest even) and scale * scale_factor.
 
     SMOOTH: subtract the sequence mean first (from N_SPLIT partial sums); group 0 also stores that mean."""
-    grp, bh = tl.program_id(0), tl.program_id(1)
-    b, h = bh // n_heads, bh % n_heads
-    start, length = seq_bounds(cu_ptr, b, seq_len, VARLEN)
-    if grp * ROWS >= length:
-        return
-    rows = grp * ROWS + tl.arange(0, ROWS)
-    cols = tl.arange(0, D)
-    valid = (rows < length)[:, None]
-    row_off = (start + rows)[:, None].to(tl.int64)
-    x_base = x_ptr + b.to(tl.int64) * sxb + h.to(tl.int64) * sxh
-    x = tl.load(x_base + row_off * sxl + cols[None, :] * sxd, mask=valid, other=0.0).to(tl.float32)
-    if SMOOTH:
-        splits = tl.arange(0, N_SPLIT)
-        partial = tl.load(partial_ptr + (bh * N_SPLIT + splits)[:, None] * D + cols[None, :])
-        mean = tl.sum(partial, axis=0) / length.to(tl.float32)
-        x = tl.where(valid, x - mean[None, :], 0.0)
-        if grp == 0:
-            tl.store(mean_ptr + bh * D + cols, mean)
-    amax = tl.max(tl.max(tl.abs(x), axis=1), axis=0)
-    # (1 / amax) * 127, rounded twice, as torch evaluates quant/spec.py's 127 / amax (reciprocal, then multiply)
-    inv = tl.where(amax > 0, tl.math.div_rn(1.0, tl.maximum(amax, 1e-30)) * 127.0, 0.0)
-    codes = round_even(x * inv, INTERPRET).to(tl.int8)
-    c_base = codes_ptr + b.to(tl.int64) * scb + h.to(tl.int64) * sch
-    tl.store(c_base + row_off * scl + cols[None, :], codes, mask=valid)
-    tl.store(scale_ptr + bh * n_groups + grp, tl.math.div_rn(amax, 127.0) * scale_factor)
+    _quantize_group(x_ptr, codes_ptr, scale_ptr, partial_ptr, mean_ptr, cu_ptr, sxb, sxh, sxl, sxd, scb, sch, scl,
+                    n_heads, seq_len, n_groups, scale_factor, tl.program_id(0), tl.program_id(1), D, ROWS, N_SPLIT,
+                    SMOOTH, VARLEN, INTERPRET)
+
+
+@triton.jit
+def quantize_q_with_k_stats(
+    q_ptr, q_codes_ptr, q_scale_ptr, cu_q_ptr, sqb, sqh, sql, sqd, scb, sch, scl, heads_q, len_q, n_q_groups,
+    q_factor, k_ptr, sum_ptr, cu_k_ptr, skb, skh, skl, skd, heads_k, len_k, n_q_programs,
+    D: tl.constexpr, Q_ROWS: tl.constexpr, N_SPLIT: tl.constexpr, BLOCK_L: tl.constexpr, VARLEN: tl.constexpr,
+    INTERPRET: tl.constexpr,
+):
+    """quantize_rows of Q (programs [0, n_q_programs)) and column_partial_stats of K (sums only; the rest) in one
+    launch: they do not depend on each other, and each Triton launch costs ~40 us of host time."""
+    pid = tl.program_id(0)
+    if pid < n_q_programs:
+        _quantize_group(q_ptr, q_codes_ptr, q_scale_ptr, q_scale_ptr, q_scale_ptr, cu_q_ptr, sqb, sqh, sql, sqd, scb,
+                        sch, scl, heads_q, len_q, n_q_groups, q_factor, pid % n_q_groups, pid // n_q_groups, D,
+                        Q_ROWS, 1, False, VARLEN, INTERPRET)
+    else:
+        i = pid - n_q_programs
+        _partial_stats(k_ptr, sum_ptr, sum_ptr, sum_ptr, cu_k_ptr, skb, skh, skl, skd, heads_k, len_k, i % N_SPLIT,
+                       i // N_SPLIT, D, N_SPLIT, BLOCK_L, VARLEN, False)
 
 
 @triton.jit
