@@ -67,7 +67,9 @@ DEFAULT_CHAIN = ("triton",)
 # 9.0 (H100 / H200, torch 2.11 + cu130, B=2 H=32 fp16, quantization included; benchmarks/NOTES.md "sm90"): the sm90
 # kernel beats cuDNN from the lengths below (session 5 sweep, H100, results/h100_session5_sweep_d*.json: causal
 # 8K D=128 573 TOPS against cuDNN's 533, D=64 430 against 417 (439/420 in a second call); at 4K cuDNN still wins:
-# D=128 586 against 564, causal 504 against 400, D=64 443 against 433).
+# D=128 586 against 564, causal 504 against 400, D=64 443 against 433). Session 7 (quantization v2,
+# results/h100_session7_sweep_d*.json) kept it: 4K non-causal became a tie (D=128 582 against 585, D=64 455
+# against 441), causal 4K still loses (421 against 494, 316 against 392), causal 8K still wins (579 / 527, 440 / 427).
 SDPA_CROSSOVER = {
     (9, 0): {(64, False): 8192, (64, True): 8192, (128, False): 8192, (128, True): 8192},
 }
