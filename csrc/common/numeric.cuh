@@ -70,17 +70,11 @@ __device__ __forceinline__ void unpack8(const uint4& raw, float (&x)[8]) {
   }
 }
 
-// Loads / stores of eight 16-bit values (one 16-byte access) as floats.
+// Eight 16-bit values loaded with one 16-byte access, as floats.
 template <typename T>
 __device__ __forceinline__ void load8(const T* p, float (&x)[8]) {
-  const uint4 raw = *reinterpret_cast<const uint4*>(p);
-  const uint32_t w[4] = {raw.x, raw.y, raw.z, raw.w};
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    const float2 f = Vec16<T>::to_float2(w[i]);
-    x[2 * i] = f.x;
-    x[2 * i + 1] = f.y;
-  }
+  const uint4 raw = *reinterpret_cast<const uint4*>(p);  // a named copy: bound straight to the reference, the
+  unpack8<T>(raw, x);                                     // load was split into two 8-byte ones (LDG.E.64)
 }
 
 }  // namespace sage
