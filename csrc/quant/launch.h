@@ -22,8 +22,9 @@ struct Strided16 {
   DType dtype;
 };
 
-// Sequence splits of the statistics pass (512 rows each; quant_kernels.cuh kStatsRowsPerSplit).
-SAGE_QUANT_HD inline int stats_splits(int L) { return L <= 0 ? 1 : (L + 511) / 512; }
+// Rows one statistics block reduces: B*H*L/512 blocks fill the GPU at N >= 4K.
+constexpr int kStatsRowsPerSplit = 512;
+SAGE_QUANT_HD inline int stats_splits(int L) { return L <= 0 ? 1 : (L + kStatsRowsPerSplit - 1) / kStatsRowsPerSplit; }
 
 // Per-channel statistics over the sequence: mean [B, H, D] (zeros unless `center`); with `amax`, the amax of
 // (x - mean) when `center` else of x, and scale = amax / amax_divisor.

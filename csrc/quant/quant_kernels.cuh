@@ -16,7 +16,6 @@
 namespace sage::quant {
 
 constexpr int kThreads = 128;
-constexpr int kStatsRowsPerSplit = 512;  // rows one stats block reduces; B*H*L/512 blocks fill the GPU at N >= 4K
 constexpr int kKRows = 64;               // rows of a pass-2 INT8 block (K's scale group, quant/spec.py)
 
 // Position, inside its group of 16, that key `k` (0..15) takes in quantized V^T. The QK accumulator gives lane
@@ -67,7 +66,7 @@ __device__ __forceinline__ void finish_channel(const StatsSpec& st, int splits, 
 }
 
 // Stats role: partial sum / max / min per channel over kStatsRowsPerSplit rows into st.work[3][B*H][splits][D];
-// the head's last block to finish its partial combines all of them (finish_channel) and re-zeroes the counter.
+// the head's last block to finish its partial combines all of them (finish_channel).
 template <typename T, int D>
 __device__ __forceinline__ void stats_block(const Strided16& x, const StatsSpec& st, const HeadBlock& hb) {
   using S = RowSlice<T, D>;
@@ -107,7 +106,6 @@ __device__ __forceinline__ void stats_block(const Strided16& x, const StatsSpec&
   if (!last) return;
   __threadfence();
   for (int c = threadIdx.x; c < D; c += kThreads) finish_channel(st, splits, x.L, D, n_bh, bh, c);
-  if (threadIdx.x == 0) st.arrivals[bh] = 0u;  // zero again: the workspace may be reused by the next call
 }
 
 // INT8 role: R rows (one or more whole scale groups) of x - mean -> codes [B, H, L, D] and scales.
