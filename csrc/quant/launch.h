@@ -30,7 +30,7 @@ SAGE_QUANT_HD inline int stats_splits(int L) { return L <= 0 ? 1 : (L + kStatsRo
 // (x - mean) when `center` else of x, and scale = amax / amax_divisor.
 struct StatsSpec {
   float* work;         // 3 * B * H * stats_splits(L) * D floats
-  unsigned* arrivals;  // B * H counters, zero on entry; left zero
+  unsigned* arrivals;  // B * H counters, zero on entry (the caller zeroes them per call)
   float* mean;
   float* amax;   // or null
   float* scale;  // with amax
