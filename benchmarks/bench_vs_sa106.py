@@ -1,0 +1,110 @@
+"""sageattention (one backend) against sageattention 1.0.6 in the same process, timed in alternating rounds.
+
+    PYTHONPATH=. python benchmarks/bench_vs_sa106.py --sa106 /tmp/sa106 --backend triton --d 64 --out $OUT/ab.json
+
+bench_attention.py runs 1.0.6 in a child process after every other row, minutes later and on a card in another
+thermal state; its 1.0.6 rows moved by up to 15% between runs. Here both run in one process: 1.0.6 is imported
+under another name (its package uses relative imports only), and each round times both on the same inputs,
+in alternating order, so each ratio compares two measurements taken seconds apart. TOPS = 4·B·H·N²·D / t
+(halved when causal), t the median of triton.testing.do_bench, quantization included in both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+ALIAS = "sageattention_106"
+
+
+def import_sa106(path: str):
+    """1.0.6's package from `path` (a pip --target folder) under the name ALIAS, beside this repo's package."""
+    src = Path(path) / "sageattention"
+    if not (src / "core.py").is_file():
+        sys.exit(f"{src} does not look like sageattention 1.0.6 (no core.py); pass the pip --target folder")
+    link_dir = Path(tempfile.mkdtemp(prefix="sa106-"))
+    (link_dir / ALIAS).symlink_to(src.resolve(), target_is_directory=True)
+    sys.path.insert(0, str(link_dir))
+    return importlib.import_module(ALIAS)
+
+
+def make_inputs(b, h, n, d, dtype, seed=0):
+    g = torch.Generator(device="cuda").manual_seed(seed)
+    return tuple(torch.randn(b, h, n, d, device="cuda", generator=g).to(dtype) for _ in range(3))
+
+
+def cosine(a, b):
+    a, b = a.double().flatten(), b.double().flatten()
+    return float(a @ b / (a.norm() * b.norm()))
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--sa106", required=True, help="folder where sageattention 1.0.6 is installed (pip install --target)")
+    p.add_argument("--backend", default="triton", help="sageattention backend to compare (default triton)")
+    p.add_argument("--n", type=int, nargs="+", default=[4096, 8192, 16384, 32768])
+    p.add_argument("--d", type=int, nargs="+", default=[64, 128])
+    p.add_argument("--causal", type=int, nargs="+", default=[0, 1])
+    p.add_argument("--dtype", default="float16", choices=("float16", "bfloat16"))
+    p.add_argument("--batch", type=int, default=2)
+    p.add_argument("--heads", type=int, default=32)
+    p.add_argument("--rounds", type=int, default=4)
+    p.add_argument("--out", help="JSON path")
+    args = p.parse_args(argv)
+
+    import triton
+
+    from sageattention import sageattn
+
+    sa106 = import_sa106(args.sa106)
+    ours = lambda q, k, v, c: sageattn(q, k, v, is_causal=c, backend=args.backend)  # noqa: E731
+    theirs = lambda q, k, v, c: sa106.sageattn(q, k, v, tensor_layout="HND", is_causal=c)  # noqa: E731
+    dtype = getattr(torch, args.dtype)
+    rows = []
+    print(f"{torch.cuda.get_device_name()}, torch {torch.__version__}, triton {triton.__version__}; "
+          f"B={args.batch} H={args.heads} {args.dtype}; {args.rounds} alternating rounds")
+    print(f"{'D':>4} {'causal':>6} {'N':>6} {args.backend:>9} {'sa106':>7} {'ratio':>6} {'min':>6} {'max':>6} {'cos':>8}")
+    for d in args.d:
+        for causal in map(bool, args.causal):
+            for n in args.n:
+                q, k, v = make_inputs(args.batch, args.heads, n, d, dtype)
+                flops = 4 * args.batch * args.heads * n * n * d / (2 if causal else 1)
+                o_ours, o_theirs = ours(q, k, v, causal), theirs(q, k, v, causal)  # compile outside the timing
+                cos = cosine(o_ours, o_theirs)  # same algorithm family: a wrong call shows here
+                torch.cuda.synchronize()
+                t_ours, t_theirs = [], []
+                for r in range(args.rounds):
+                    order = [(ours, t_ours), (theirs, t_theirs)]
+                    for fn, sink in order if r % 2 == 0 else order[::-1]:
+                        sink.append(triton.testing.do_bench(lambda: fn(q, k, v, causal), warmup=25, rep=200,
+                                                            return_mode="median"))
+                ratios = [b / a for a, b in zip(t_ours, t_theirs)]
+                row = dict(d=d, causal=causal, n=n, dtype=args.dtype, backend=args.backend,
+                           ms_ours=t_ours, ms_sa106=t_theirs, ratios=ratios,
+                           tops_ours=flops / statistics.median(t_ours) / 1e9,
+                           tops_sa106=flops / statistics.median(t_theirs) / 1e9,
+                           ratio=statistics.median(ratios), cos_vs_sa106=cos)
+                rows.append(row)
+                print(f"{d:>4} {int(causal):>6} {n:>6} {row['tops_ours']:>9.0f} {row['tops_sa106']:>7.0f} "
+                      f"{row['ratio']:>6.3f} {min(ratios):>6.3f} {max(ratios):>6.3f} {cos:>8.5f}", flush=True)
+    meta = dict(gpu=torch.cuda.get_device_name(), torch=torch.__version__, triton=triton.__version__,
+                python=platform.python_version(), batch=args.batch, heads=args.heads, rounds=args.rounds,
+                time=time.strftime("%Y-%m-%dT%H:%M:%S"), command=" ".join([os.path.basename(__file__)] + sys.argv[1:]))
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(dict(meta=meta, rows=rows), indent=1))
+        print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
