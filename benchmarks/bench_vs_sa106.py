@@ -38,16 +38,6 @@ def import_sa106(path: str):
     return importlib.import_module(ALIAS)
 
 
-def make_inputs(b, h, n, d, dtype, seed=0):
-    g = torch.Generator(device="cuda").manual_seed(seed)
-    return tuple(torch.randn(b, h, n, d, device="cuda", generator=g).to(dtype) for _ in range(3))
-
-
-def cosine(a, b):
-    a, b = a.double().flatten(), b.double().flatten()
-    return float(a @ b / (a.norm() * b.norm()))
-
-
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sa106", required=True, help="folder where sageattention 1.0.6 is installed (pip install --target)")
@@ -63,6 +53,7 @@ def main(argv=None):
     args = p.parse_args(argv)
 
     import triton
+    from bench_attention import cosine, make_inputs  # this script's folder is first on sys.path
 
     from sageattention import sageattn
 
