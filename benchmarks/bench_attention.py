@@ -1,23 +1,23 @@
 """Throughput (TOPS, quantization included) and accuracy of every sageattention backend beside SDPA flash,
-SDPA cuDNN and sageattention 1.0.6 (PyPI), which runs in a child process with its own import path.
+SDPA cuDNN and sageattention 1.0.6 (PyPI), which is imported under another name (ALIAS) from its pip --target
+folder and measured in the same loop, right after this package's rows for the same shape.
 
     PYTHONPATH=. python benchmarks/bench_attention.py --quick
     PYTHONPATH=. python benchmarks/bench_attention.py --sa106 /tmp/sa106 --out $OUT/bench.json
 
 TOPS = 4·B·H·N²·D / t (halved when causal); t is the median of triton.testing.do_bench on random inputs.
 Accuracy: cosine and relative L1 against fp32 attention on fresh randn inputs and on inputs whose K has a
-per-channel bias, for the first ACC_HEADS heads of batch 0 at N ≤ ACC_MAX_N. This file imports nothing of the
-repo at top level, so the 1.0.6 worker (same file, `--worker`) imports the PyPI package of that name.
+per-channel bias, for the first ACC_HEADS heads of batch 0 at N ≤ ACC_MAX_N.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
-import os
 import platform
-import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -108,27 +108,24 @@ def sage_backends(names):
     return [n for n in found if not names or n in names], skipped
 
 
-def run_worker(args):
-    """Child process: sageattention 1.0.6 (its import path first on PYTHONPATH); prints one JSON row per line."""
-    import sageattention
-
-    fn = lambda q, k, v, causal: sageattention.sageattn(q, k, v, tensor_layout="HND", is_causal=causal)  # noqa: E731
-    for cfg in json.loads(args.worker):
-        try:
-            row = measure(fn, cfg, args.batch, args.heads)
-        except Exception as exc:  # a config 1.0.6 cannot run is a result, not a crash
-            row = dict(cfg, error=f"{type(exc).__name__}: {exc}"[:200])
-        print("ROW " + json.dumps(dict(row, backend="sa106")), flush=True)
+ALIAS = "sageattention_106"
 
 
-def run_sa106(path, cfgs, args):
-    env = dict(os.environ, PYTHONPATH=path)
-    cmd = [sys.executable, os.path.abspath(__file__), "--worker", json.dumps(cfgs), "--batch", str(args.batch), "--heads", str(args.heads)]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd="/")
-    rows = [json.loads(line[4:]) for line in proc.stdout.splitlines() if line.startswith("ROW ")]
-    if proc.returncode != 0:
-        print(f"sageattention 1.0.6 worker failed ({proc.returncode}): {proc.stderr[-1500:]}", file=sys.stderr)
-    return rows
+def import_sa106(path: str):
+    """sageattention 1.0.6 from `path` (a pip --target folder) under the name ALIAS, beside this repo's package
+    (1.0.6 imports its own modules relatively, so the package works under any name)."""
+    src = Path(path) / "sageattention"
+    if not (src / "core.py").is_file():
+        sys.exit(f"{src} does not look like sageattention 1.0.6 (no core.py); pass the pip --target folder")
+    link_dir = Path(tempfile.mkdtemp(prefix="sa106-"))
+    (link_dir / ALIAS).symlink_to(src.resolve(), target_is_directory=True)
+    sys.path.insert(0, str(link_dir))
+    return importlib.import_module(ALIAS)
+
+
+def sa106_fn(path):
+    sa106 = import_sa106(path)
+    return lambda q, k, v, causal: sa106.sageattn(q, k, v, tensor_layout="HND", is_causal=causal)
 
 
 def quant_share(args, sizes=(1024, 8192)):
@@ -204,20 +201,19 @@ def main(argv=None):
     p.add_argument("--sweep", action="store_true", help="also sweep the Triton tile settings at --sweep-n")
     p.add_argument("--sweep-n", type=int, default=8192)
     p.add_argument("--out", help="JSON path (default benchmarks/results/<gpu>-<time>.json)")
-    p.add_argument("--worker", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     grid = QUICK if args.quick else FULL
     for key in grid:
         if getattr(args, key) is None:
             setattr(args, key, grid[key])
-    if args.worker:
-        return run_worker(args)
 
     cfgs = [dict(n=n, d=d, causal=c, dtype=t) for t in args.dtype for d in args.d for c in args.causal for n in args.n]
     backends, skipped = sage_backends(args.backends)
     runners = {name: sage_fn(name) for name in backends}
     if not args.no_sdpa:
         runners["sdpa_flash"], runners["sdpa_cudnn"] = sdpa_fn("sdpa_flash"), sdpa_fn("sdpa_cudnn")
+    if args.sa106:
+        runners["sa106"] = sa106_fn(args.sa106)
     rows = []
     t0 = time.time()
     for cfg in cfgs:
@@ -227,8 +223,6 @@ def main(argv=None):
             except Exception as exc:
                 rows.append(dict(cfg, backend=name, error=f"{type(exc).__name__}: {exc}"[:200]))
             torch.cuda.empty_cache()
-    if args.sa106:
-        rows += run_sa106(args.sa106, cfgs, args)
     extra = {}
     if "triton" in backends:
         extra["quant_share"] = quant_share(args)

@@ -2,41 +2,25 @@
 
     PYTHONPATH=. python benchmarks/bench_vs_sa106.py --sa106 /tmp/sa106 --backend triton --d 64 --out $OUT/ab.json
 
-bench_attention.py runs 1.0.6 in a child process after every other row, minutes later and on a card in another
-thermal state; its 1.0.6 rows moved by up to 15% between runs. Here both run in one process: 1.0.6 is imported
-under another name (its package uses relative imports only), and each round times both on the same inputs,
-in alternating order, so each ratio compares two measurements taken seconds apart. TOPS = 4·B·H·N²·D / t
+bench_attention.py times each backend once per shape; on a card at its power cap a single pair of timings moves
+by a few percent (1.0.6's rows in earlier child-process runs moved by up to 15%). Here each round times both on
+the same inputs, in alternating order, so each ratio compares two measurements taken seconds apart; 1.0.6 is
+imported under another name (bench_attention.import_sa106). TOPS = 4·B·H·N²·D / t
 (halved when causal), t the median of triton.testing.do_bench, quantization included in both.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import os
 import platform
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import torch
-
-ALIAS = "sageattention_106"
-
-
-def import_sa106(path: str):
-    """1.0.6's package from `path` (a pip --target folder) under the name ALIAS, beside this repo's package."""
-    src = Path(path) / "sageattention"
-    if not (src / "core.py").is_file():
-        sys.exit(f"{src} does not look like sageattention 1.0.6 (no core.py); pass the pip --target folder")
-    link_dir = Path(tempfile.mkdtemp(prefix="sa106-"))
-    (link_dir / ALIAS).symlink_to(src.resolve(), target_is_directory=True)
-    sys.path.insert(0, str(link_dir))
-    return importlib.import_module(ALIAS)
-
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -53,7 +37,7 @@ def main(argv=None):
     args = p.parse_args(argv)
 
     import triton
-    from bench_attention import cosine, make_inputs  # this script's folder is first on sys.path
+    from bench_attention import cosine, import_sa106, make_inputs  # this script's folder is first on sys.path
 
     from sageattention import sageattn
 

@@ -1,4 +1,4 @@
-"""benchmarks/bench_vs_sa106.py loads sageattention 1.0.6 under another name, beside this repo's package."""
+"""The benchmarks load sageattention 1.0.6 under another name, beside this repo's package (bench_attention.import_sa106)."""
 
 import importlib.util
 import sys
@@ -10,7 +10,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _bench_module():
-    spec = importlib.util.spec_from_file_location("bench_vs_sa106", ROOT / "benchmarks" / "bench_vs_sa106.py")
+    spec = importlib.util.spec_from_file_location("bench_attention", ROOT / "benchmarks" / "bench_attention.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
