@@ -22,6 +22,7 @@ from pathlib import Path
 
 import torch
 
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sa106", required=True, help="folder where sageattention 1.0.6 is installed (pip install --target)")
@@ -37,13 +38,12 @@ def main(argv=None):
     args = p.parse_args(argv)
 
     import triton
-    from bench_attention import cosine, import_sa106, make_inputs  # this script's folder is first on sys.path
+    from bench_attention import cosine, make_inputs, sa106_fn  # this script's folder is first on sys.path
 
     from sageattention import sageattn
 
-    sa106 = import_sa106(args.sa106)
     ours = lambda q, k, v, c: sageattn(q, k, v, is_causal=c, backend=args.backend)  # noqa: E731
-    theirs = lambda q, k, v, c: sa106.sageattn(q, k, v, tensor_layout="HND", is_causal=c)  # noqa: E731
+    theirs = sa106_fn(args.sa106)
     dtype = getattr(torch, args.dtype)
     rows = []
     print(f"{torch.cuda.get_device_name()}, torch {torch.__version__}, triton {triton.__version__}; "
