@@ -264,9 +264,12 @@ def test_torch_compile_fullgraph(seed):
 
 
 @pytest.mark.gpu
-def test_opcheck():
+def test_opcheck(monkeypatch):
     from sageattention.triton import ops
 
+    # opcheck wants eager and traced outputs bitwise equal; on Hopper at D=64 eager runs attention_sm90, which
+    # agrees with the traced attention.py to fp32 rounding only (tests/test_triton_sm90.py bounds that)
+    monkeypatch.setattr(ops, "USE_SM90_KERNEL", False)
     q, k, v = make_qkv(1, 2, 1, 130, 70, 64, device=DEV)
     f = 64 ** -0.5 * LOG2E
     torch.library.opcheck(ops.quant_qk, (q, k, None, None, 130, 70, f, True))

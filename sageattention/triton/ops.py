@@ -8,6 +8,8 @@ Tensors are dense ``[B, H, L, D]`` (any strides) or, when ``cu_seqlens_*`` are g
 
 from __future__ import annotations
 
+import os
+import warnings
 from typing import Optional
 
 import torch
@@ -22,6 +24,17 @@ except ImportError:  # pragma: no cover
 from . import attention as attn_kernels
 from . import quant as quant_kernels
 from .tiles import BLOCK_N, tile_config
+
+try:  # Gluon ships with Triton 3.5+; without it every call runs attention.py
+    from . import attention_sm90 as sm90_kernels
+except ImportError:  # pragma: no cover
+    sm90_kernels = None
+from triton.compiler.errors import CompilationError
+
+# False runs attention.py where attention_sm90.py would (SAGEATTN_TRITON_SM90=0; benchmarks and tests set it to
+# compare the two).
+USE_SM90_KERNEL = os.environ.get("SAGEATTN_TRITON_SM90", "1") != "0"
+SM90_HEAD_DIMS = (64,)  # measured faster than attention.py there (benchmarks/NOTES.md); D=128 measured slower
 
 Q_ROWS, K_ROWS = 128, 64  # quant/spec.py per_block groups
 STATS_ROWS = 64
@@ -181,6 +194,20 @@ def attention_impl(
         mask = m.reshape((1,) * (4 - m.dim()) + tuple(m.shape)).expand(n, hq, lq, lk)
         ms = mask.stride()
     vs = fp8_v_strides(v, varlen) if pv_fp8 else _bhld_strides(v, varlen)
+    if _sm90_kernel_serves(q, v, d, varlen, pv_fp8, mask_kind, pv_accum_dtype):
+        try:
+            sm90_kernels.attention_fwd_sm90[(triton.cdiv(lq, 128), n * hq)](
+                q8, q_scale, k8, k_scale, v, o, lse, q, k_mean,
+                *_bhld_strides(q8, False)[:3], *_bhld_strides(k8, False)[:3], *vs[:3], *_bhld_strides(o, False),
+                *ls, *_bhld_strides(q, False), hq, hq // hk, lq, lk, q_scale.shape[-1], k_scale.shape[-1], sm_scale,
+                D=d, BLOCK_M=128, BLOCK_N=BLOCK_N, CAUSAL=is_causal, BOTTOM_RIGHT=bottom_right,
+                RETURN_LSE=return_lse, SMOOTH_K=smooth_k, num_warps=8,
+            )
+            return o, lse
+        except (CompilationError, RuntimeError) as exc:  # a Triton whose Gluon differs from the one measured
+            if isinstance(exc, RuntimeError) and "PassManager" not in str(exc):
+                raise  # not a compile failure
+            _disable_sm90_kernel(exc)
     dummy = _unused(q.device)  # read-only roles may share it
     grid = (triton.cdiv(lq, block_m), n * hq)
     wrap_triton(attn_kernels.attention_fwd)[grid](
@@ -198,6 +225,27 @@ def attention_impl(
         num_warps=num_warps, num_stages=num_stages,
     )
     return o, lse
+
+
+def _disable_sm90_kernel(exc: Exception) -> None:
+    global USE_SM90_KERNEL
+    USE_SM90_KERNEL = False
+    warnings.warn(f"sageattention: the Hopper Gluon kernel did not compile with Triton {triton.__version__} "
+                  f"({type(exc).__name__}); using the portable Triton kernel from now on", RuntimeWarning, stacklevel=3)
+
+
+def _sm90_kernel_serves(q, v, d, varlen, pv_fp8, mask_kind, pv_accum_dtype) -> bool:
+    """attention_sm90.py takes the call: Hopper, eager on plain tensors (torch.compile and fake tensors trace
+    attention.py), a measured head dim, 16-bit P·V into fp32, no mask, fixed length."""
+    return (
+        USE_SM90_KERNEL and sm90_kernels is not None and not quant_kernels.INTERPRETED
+        and type(q) is torch.Tensor and not torch.compiler.is_compiling()
+        and q.is_cuda and torch.cuda.get_device_capability(q.device)[0] == 9
+        and d in SM90_HEAD_DIMS and v.dtype in (torch.float16, torch.bfloat16) and not pv_fp8 and mask_kind == 0
+        and not varlen and pv_accum_dtype not in ("fp16+fp32", "fp32+fp16")
+        # 16-byte copies need aligned rows, and Triton sees alignment only in strides divisible by 16
+        and v.stride(3) == 1 and v.data_ptr() % 16 == 0 and all(v.stride(i) % 16 == 0 for i in range(3))
+    )
 
 
 quant_qk = triton_op("sageattention::triton_quant_qk", quant_qk_impl, mutates_args=())
