@@ -87,10 +87,24 @@ def sdpa_fn(kind):
     return run
 
 
+PORTABLE = "triton-portable"  # the Triton backend with attention_sm90 (Hopper, Gluon) switched off
+
+
 def sage_fn(backend):
     from sageattention import sageattn
 
-    return lambda q, k, v, causal: sageattn(q, k, v, is_causal=causal, backend=backend)
+    if backend != PORTABLE:
+        return lambda q, k, v, causal: sageattn(q, k, v, is_causal=causal, backend=backend)
+    from sageattention.triton import ops
+
+    def portable(q, k, v, causal):
+        saved, ops.USE_SM90_KERNEL = ops.USE_SM90_KERNEL, False
+        try:
+            return sageattn(q, k, v, is_causal=causal, backend="triton")
+        finally:
+            ops.USE_SM90_KERNEL = saved
+
+    return portable
 
 
 def sage_backends(names):
@@ -105,6 +119,8 @@ def sage_backends(names):
         reason = unavailable_reason(name, dev)
         (found.append(name) if reason is None else skipped.__setitem__(name, reason))
     found.append("auto")
+    if names and PORTABLE in names and "triton" in found:
+        found.append(PORTABLE)  # only on request: an A/B of the Triton path's two attention kernels
     return [n for n in found if not names or n in names], skipped
 
 
@@ -192,7 +208,9 @@ def main(argv=None):
     p.add_argument("--d", type=int, nargs="+")
     p.add_argument("--causal", type=lambda s: s.lower() in ("1", "true", "yes"), nargs="+")
     p.add_argument("--dtype", nargs="+", choices=("float16", "bfloat16"))
-    p.add_argument("--backends", nargs="+", help="sageattention backends (default: all available + auto)")
+    p.add_argument("--backends", nargs="+",
+                   help="sageattention backends (default: all available + auto; triton-portable: the Triton backend "
+                        "without attention_sm90)")
     p.add_argument("--batch", type=int, default=2)
     p.add_argument("--heads", type=int, default=32)
     p.add_argument("--quick", action="store_true", help="N 1K/4K/16K, fp16 only")

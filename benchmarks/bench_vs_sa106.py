@@ -26,7 +26,8 @@ import torch
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sa106", required=True, help="folder where sageattention 1.0.6 is installed (pip install --target)")
-    p.add_argument("--backend", default="triton", help="sageattention backend to compare (default triton)")
+    p.add_argument("--backend", default="triton",
+                   help="sageattention backend to compare (default triton; triton-portable: without attention_sm90)")
     p.add_argument("--n", type=int, nargs="+", default=[4096, 8192, 16384, 32768])
     p.add_argument("--d", type=int, nargs="+", default=[64, 128])
     p.add_argument("--causal", type=int, nargs="+", default=[0, 1])
@@ -38,11 +39,9 @@ def main(argv=None):
     args = p.parse_args(argv)
 
     import triton
-    from bench_attention import cosine, make_inputs, sa106_fn  # this script's folder is first on sys.path
+    from bench_attention import cosine, make_inputs, sa106_fn, sage_fn  # this script's folder is first on sys.path
 
-    from sageattention import sageattn
-
-    ours = lambda q, k, v, c: sageattn(q, k, v, is_causal=c, backend=args.backend)  # noqa: E731
+    ours = sage_fn(args.backend)
     theirs = sa106_fn(args.sa106)
     dtype = getattr(torch, args.dtype)
     rows = []
