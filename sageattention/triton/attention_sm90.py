@@ -194,8 +194,8 @@ def attention_fwd_sm90(
     cols8 = gl.arange(0, D, layout=gl.SliceLayout(0, ld8))
     q_ptrs = q8_ptr + b64 * sq8b + h64 * sq8h + (start_m + q_rows)[:, None].to(gl.int64) * sq8l + cols8[None, :]
     q = gl.load(q_ptrs, mask=(start_m + q_rows)[:, None] < len_q, other=0)
-    q_smem = gl.allocate_shared_memory(gl.int8, [BLOCK_M, D], gl.NVMMASharedLayout.get_default_for([BLOCK_M, D], gl.int8),
-                                       q)
+    q_smem = gl.allocate_shared_memory(gl.int8, [BLOCK_M, D],
+                                       gl.NVMMASharedLayout.get_default_for([BLOCK_M, D], gl.int8), q)
     q_scale = gl.load(qs_ptr + bh * n_q_groups + start_m // 128)  # one Q scale per 128 rows
     ks_base = ks_ptr + bhk * n_k_groups
 

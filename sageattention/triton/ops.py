@@ -15,6 +15,7 @@ from typing import Optional
 import torch
 import triton
 from torch.library import triton_op, wrap_triton
+from triton.compiler.errors import CompilationError
 
 try:  # eager calls skip the op dispatcher and the HOP wrapper, as triton_op's own eager path does
     from torch._library.triton import set_wrap_triton_enabled
@@ -29,7 +30,6 @@ try:  # Gluon ships with Triton 3.5+; without it every call runs attention.py
     from . import attention_sm90 as sm90_kernels
 except ImportError:  # pragma: no cover
     sm90_kernels = None
-from triton.compiler.errors import CompilationError
 
 # False runs attention.py where attention_sm90.py would (SAGEATTN_TRITON_SM90=0; benchmarks and tests set it to
 # compare the two).
